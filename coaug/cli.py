@@ -1,0 +1,142 @@
+"""``coaug <stage>``: one subcommand per DVC stage. Every knob comes from params.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from coaug import params as P
+from coaug.errors import CoaugError
+
+logger = logging.getLogger("coaug")
+
+DESCRIPTION = """\
+coaug trains a small instruction LLM to augment queries and documents for a frozen retriever
+(BM25 on Lucene, or a dense encoder on faiss). Each subcommand is one stage of the DVC pipeline
+(dvc.yaml) and reads its knobs from params.yaml; every run is logged to MLflow (mlruns/)."""
+
+
+def mlflow_metric_name(name: str) -> str:
+    """MLflow refuses '@' in metric names: NDCG@10 -> NDCG_at_10."""
+    return name.replace("@", "_at_")
+
+
+def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.prepare import prepare
+    from coaug.tracking import stage_run
+
+    out_dir = Path(P.get(params, "dataset.prepared_dir"))
+    stats = prepare(
+        P.get(params, "dataset.source"), P.get(params, "dataset.sha256"), P.get(params, "dataset.splits"),
+        P.get(params, "dataset.max_unknown_qrels"), out_dir,
+    )  # fmt: skip
+    with stage_run(params, "prepare", ["dataset"]) as mlflow:
+        mlflow.log_metrics({"docs": stats["docs"], "queries": stats["queries"]})
+        for split, counts in stats["splits"].items():
+            mlflow.log_metrics({f"{split}.queries": counts["queries"], f"{split}.judgements": counts["judgements"]})
+        mlflow.log_artifact(str(out_dir / "stats.json"))
+
+
+def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.report import output_paths
+    from coaug.retrievers import build_index
+    from coaug.tracking import stage_run
+
+    with stage_run(params, "index", ["bm25", "dense", f"systems.{args.system}"]) as mlflow:
+        started = time.perf_counter()
+        docs = build_index(params, args.system, output_paths(params, args.system)["index"])
+        mlflow.log_metrics({"docs": docs, "index_seconds": time.perf_counter() - started})
+
+
+def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.evaluation import evaluate_system
+    from coaug.report import output_paths
+    from coaug.tracking import stage_run
+
+    paths = output_paths(params, args.system)
+    sections = ["bm25", "dense", "retrieval", "evaluation", f"systems.{args.system}"]
+    with stage_run(params, "evaluate", sections) as mlflow:
+        started = time.perf_counter()
+        summary = evaluate_system(params, args.system, paths["index"], paths["run"], paths["metrics"], paths["per_query"])
+        scores = {mlflow_metric_name(m): summary[m] for m in P.get(params, "evaluation.metrics")}
+        mlflow.log_metrics({**scores, "evaluate_seconds": time.perf_counter() - started})
+        for key in ("metrics", "per_query", "run"):
+            mlflow.log_artifact(str(paths[key]))
+
+
+def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.report import write_report
+    from coaug.tracking import stage_run
+
+    systems = args.systems or list(P.get(params, "systems"))
+    with stage_run(params, "report", ["evaluation"]) as mlflow:
+        paths = write_report(params, systems)
+        mlflow.log_param("systems", ",".join(systems))
+        for path in paths.values():
+            mlflow.log_artifact(str(path))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coaug", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def add(name: str, func: Callable, help_text: str, description: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=description)
+        command.set_defaults(func=func)
+        return command
+
+    add(
+        "prepare", cmd_prepare, "validate a BEIR collection and write a normalised copy + stats.json",
+        "Read dataset.source (a BEIR folder, or a BEIR zip URL pinned by dataset.sha256), validate every "
+        "line (JSON, _id/text fields, duplicate ids, qrels header, integer scores, unknown ids) and write "
+        "corpus.jsonl, queries.jsonl, qrels/<split>.tsv and stats.json to dataset.prepared_dir. Bad input "
+        "fails with one line naming file, line and field.",
+    )  # fmt: skip
+    index = add(
+        "index", cmd_index, "build a system's Lucene BM25 or faiss index from its corpus",
+        "Index systems.<SYSTEM>.corpus with its retriever: bm25_flat (title + text in one Lucene field), "
+        "bm25_multifield (title and text as separate fields) or dense (dense.encoder embeddings, "
+        "normalised, faiss inner product; embeddings are cached by text hash, so reruns are free). "
+        "Writes outputs.indexes_dir/<SYSTEM>.",
+    )  # fmt: skip
+    index.add_argument("--system", required=True, help="a key of `systems` in params.yaml")
+    evaluate = add(
+        "evaluate", cmd_evaluate, "retrieve for the eval split, write a TREC run and its metrics",
+        "Retrieve retrieval.hits documents for every query of dataset.eval_split (self-hits removed), "
+        "write the TREC run, and score it with trec_eval semantics (ir-measures/pytrec_eval): "
+        "evaluation.metrics overall (a DVC metric) and per query.",
+    )  # fmt: skip
+    evaluate.add_argument("--system", required=True, help="a key of `systems` in params.yaml")
+    report = add(
+        "report", cmd_report, "compare systems: table, plot and paired tests vs the baseline",
+        "Collect every system's metrics into metrics/summary.json, results.md and a bar plot, with a paired "
+        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline.",
+    )  # fmt: skip
+    report.add_argument("--systems", nargs="*", help="systems to include (default: all in params.yaml)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        params = P.load_params(args.params)
+        args.func(params, args)
+    except CoaugError as exc:
+        print(f"coaug {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

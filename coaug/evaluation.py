@@ -1,0 +1,56 @@
+"""The ``evaluate`` stage: retrieve for the evaluation split, write the run, score it per query."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from coaug import params as P
+from coaug.atomic_io import atomic_open, write_json
+from coaug.beir import read_qrels, read_queries
+from coaug.metrics import PerQuery, aggregate, per_query
+from coaug.retrievers import retrieve
+from coaug.trec_run import read_run, write_run
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_system(
+    params: dict[str, Any], system_name: str, index_dir: str | Path, run_path: str | Path, metrics_path: str | Path,
+    per_query_path: str | Path,
+) -> dict[str, Any]:  # fmt: skip
+    config = P.system(params, system_name)
+    split = P.get(params, "dataset.eval_split")
+    qrels = read_qrels(Path(P.get(params, "dataset.prepared_dir")) / "qrels" / f"{split}.tsv")
+    all_queries = read_queries(Path(config["queries"]))
+    queries = {qid: all_queries[qid] for qid in qrels if qid in all_queries}
+    run = retrieve(params, system_name, index_dir, queries)
+    write_run(run_path, run, tag=system_name)
+    # Score the file as written: its rounded scores decide trec_eval's tie order.
+    values = per_query(qrels, read_run(run_path), P.get(params, "evaluation.metrics"))
+    write_per_query(per_query_path, values)
+    summary = {"system": system_name, "split": split, "queries": len(queries), **aggregate(values)}
+    write_json(metrics_path, summary)
+    logger.info("%s: %s", system_name, {k: round(v, 4) for k, v in aggregate(values).items()})
+    return summary
+
+
+def write_per_query(path: str | Path, values: PerQuery) -> None:
+    names = list(values)
+    qids = sorted(next(iter(values.values())))
+    with atomic_open(path) as handle:
+        handle.write("\t".join(["query_id", *names]) + "\n")
+        for qid in qids:
+            handle.write("\t".join([qid, *(f"{values[n][qid]:.6f}" for n in names)]) + "\n")
+
+
+def read_per_query(path: str | Path) -> PerQuery:
+    with open(path, encoding="utf-8") as handle:
+        names = handle.readline().rstrip("\n").split("\t")[1:]
+        values: PerQuery = {name: {} for name in names}
+        for line in handle:
+            qid, *cells = line.rstrip("\n").split("\t")
+            for name, cell in zip(names, cells):
+                values[name][qid] = float(cell)
+    return values

@@ -1,0 +1,94 @@
+"""The ``report`` stage: every evaluated system side by side, tested against the baseline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from coaug import params as P
+from coaug.atomic_io import atomic_open, write_json, write_text
+from coaug.evaluation import read_per_query
+from coaug.plots import comparison_bars
+from coaug.significance import compare
+
+
+def output_paths(params: dict[str, Any], system_name: str) -> dict[str, Path]:
+    """Where the index/evaluate stages put a system's outputs (dvc.yaml names the same paths)."""
+    metrics_dir = Path(P.get(params, "outputs.metrics_dir"))
+    return {
+        "index": Path(P.get(params, "outputs.indexes_dir")) / system_name,
+        "run": Path(P.get(params, "outputs.runs_dir")) / f"{system_name}.trec",
+        "metrics": metrics_dir / f"{system_name}.json",
+        "per_query": metrics_dir / f"{system_name}.perquery.tsv",
+    }
+
+
+def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+    metrics = P.get(params, "evaluation.metrics")
+    baseline = P.get(params, "evaluation.baseline")
+    key_metric = P.get(params, "evaluation.significance_metric")
+    if baseline not in systems:
+        systems = [baseline, *systems]
+    scores = {s: json.loads(output_paths(params, s)["metrics"].read_text()) for s in systems}
+    per_query = {s: read_per_query(output_paths(params, s)["per_query"])[key_metric] for s in systems}
+    summary: dict[str, Any] = {}
+    for name in systems:
+        entry = {m: scores[name][m] for m in metrics}
+        if name != baseline:
+            tests = compare(
+                per_query[name], per_query[baseline], P.get(params, "evaluation.bootstrap_samples"),
+                P.get(params, "evaluation.seed"),
+            )  # fmt: skip
+            entry[f"vs_{baseline}"] = {"metric": key_metric, **tests}
+        summary[name] = entry
+    return summary
+
+
+def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, alpha: float) -> str:
+    """Systems x metrics, plus the paired tests on the significance metric (``*`` marks p < alpha)."""
+    header = ["system", *metrics, f"Δ vs {baseline}", "p (t-test)", "p (bootstrap)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in summary.items():
+        cells = [name, *(f"{entry[m]:.4f}" for m in metrics)]
+        test = entry.get(f"vs_{baseline}")
+        if test:
+            mark = "*" if max(test["p_ttest"], test["p_bootstrap"]) < alpha else ""
+            cells += [f"{test['mean_diff']:+.4f}{mark}", f"{test['p_ttest']:.2g}", f"{test['p_bootstrap']:.2g}"]
+        else:
+            cells += ["—", "—", "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(params: dict[str, Any], systems: list[str]) -> dict[str, Path]:
+    summary = build_report(params, systems)
+    metrics = P.get(params, "evaluation.metrics")
+    baseline = P.get(params, "evaluation.baseline")
+    alpha = P.get(params, "evaluation.alpha")
+    plots_dir = Path(P.get(params, "outputs.plots_dir"))
+    paths = {
+        "summary": Path(P.get(params, "outputs.metrics_dir")) / "summary.json",
+        "table": Path(P.get(params, "outputs.results_table")),
+        "plot": plots_dir / "comparison.png",
+        "plot_data": plots_dir / "comparison.csv",
+    }
+    write_json(paths["summary"], summary)
+    split = P.get(params, "dataset.eval_split")
+    title = f"{P.get(params, 'dataset.name')} ({split})"
+    note = (
+        f"{title}. Paired tests on {P.get(params, 'evaluation.significance_metric')} "
+        f"against {baseline}; * = both p < {alpha}.\n\n"
+    )
+    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha))
+    comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["system", "metric", "value"])
+    for name, entry in summary.items():
+        writer.writerows([name, m, f"{entry[m]:.4f}"] for m in metrics)
+    with atomic_open(paths["plot_data"]) as handle:
+        handle.write(buffer.getvalue())
+    return paths

@@ -47,6 +47,7 @@ def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.retrievers import build_index
     from coaug.tracking import stage_run
 
+    P.system(params, args.system)  # fail on an unknown system before anything is logged
     with stage_run(params, "index", ["bm25", "dense", f"systems.{args.system}"]) as mlflow:
         started = time.perf_counter()
         docs = build_index(params, args.system, output_paths(params, args.system)["index"])
@@ -58,6 +59,7 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.report import output_paths
     from coaug.tracking import stage_run
 
+    P.system(params, args.system)  # fail on an unknown system before anything is logged
     paths = output_paths(params, args.system)
     sections = ["bm25", "dense", "retrieval", "evaluation", f"systems.{args.system}"]
     with stage_run(params, "evaluate", sections) as mlflow:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from coaug import params as P
-from coaug.atomic_io import atomic_open, write_json, write_text
+from coaug.atomic_io import write_json, write_text
 from coaug.evaluation import read_per_query
 from coaug.plots import comparison_bars
 from coaug.significance import compare
@@ -68,12 +68,13 @@ def write_report(params: dict[str, Any], systems: list[str]) -> dict[str, Path]:
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
     alpha = P.get(params, "evaluation.alpha")
-    plots_dir = Path(P.get(params, "outputs.plots_dir"))
+    key_metric = P.get(params, "evaluation.significance_metric")
+    reports = Path(P.get(params, "outputs.reports_dir"))
     paths = {
-        "summary": Path(P.get(params, "outputs.metrics_dir")) / "summary.json",
-        "table": Path(P.get(params, "outputs.results_table")),
-        "plot": plots_dir / "comparison.png",
-        "plot_data": plots_dir / "comparison.csv",
+        "summary": reports / "summary.json",
+        "table": reports / "results.md",
+        "plot": reports / "comparison.png",
+        "headline": reports / "headline.csv",
     }
     write_json(paths["summary"], summary)
     split = P.get(params, "dataset.eval_split")
@@ -84,11 +85,10 @@ def write_report(params: dict[str, Any], systems: list[str]) -> dict[str, Path]:
     )
     write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha))
     comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])
+    # The headline metric per system, for `dvc plots show` (a sorted horizontal bar chart).
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["system", "metric", "value"])
-    for name, entry in summary.items():
-        writer.writerows([name, m, f"{entry[m]:.4f}"] for m in metrics)
-    with atomic_open(paths["plot_data"]) as handle:
-        handle.write(buffer.getvalue())
+    writer.writerow(["system", key_metric])
+    writer.writerows([name, f"{entry[key_metric]:.4f}"] for name, entry in summary.items())
+    write_text(paths["headline"], buffer.getvalue())
     return paths

@@ -1,0 +1,53 @@
+"""What the flows need from DVC: the pipeline's stages in dependency order, and running one of them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import networkx as nx
+
+
+def stage_order(repo: str | Path) -> list[str]:
+    """Stage addresses (``index@bm25_flat``) in an order where every stage follows its dependencies."""
+    from dvc.repo import Repo
+
+    # DVC addresses stages relative to the working directory: read them from the repo root.
+    with contextlib.chdir(repo), Repo(".") as dvc_repo:
+        graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
+        names = {stage: stage.addressing for stage in graph.nodes}
+        dependency_first = nx.lexicographical_topological_sort(graph.reverse(copy=True), key=names.get)
+        return [names[stage] for stage in dependency_first]
+
+
+def repro_command(stage: str) -> list[str]:
+    # --single-item: this stage only (its upstream ran as earlier tasks); DVC still skips it if unchanged.
+    return [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+
+
+def run_stage(repo: str | Path, stage: str, log_path: Path, tail_lines: int, on_line: Callable[[str], None]) -> tuple[int, str]:
+    """Run one stage, streaming its output line by line to ``log_path`` and ``on_line``.
+
+    Returns the exit code and the last ``tail_lines`` lines.
+    """
+    env = dict(os.environ)
+    # dvc.yaml calls `coaug`; make the interpreter's own scripts folder win on PATH.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: deque[str] = deque(maxlen=tail_lines)
+    with log_path.open("a", encoding="utf-8") as log, subprocess.Popen(
+        repro_command(stage), cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        bufsize=1,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            tail.append(line.rstrip("\n"))
+            on_line(line.rstrip("\n"))
+    return process.returncode, "\n".join(tail)

@@ -1,0 +1,66 @@
+"""`coaug --help` explains itself, and bad input ends in one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from coaug.cli import main
+
+from .conftest import REPO
+
+STAGES = ["prepare", "index", "evaluate", "report"]
+
+
+def test_top_level_help_lists_every_stage():
+    result = subprocess.run([sys.executable, "-m", "coaug.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "coaug trains a small instruction LLM" in result.stdout
+    for stage in STAGES:
+        assert stage in result.stdout
+
+
+def test_console_script_is_installed():
+    script = shutil.which("coaug", path=str(REPO / ".venv" / "bin")) or shutil.which("coaug")
+    assert script, "the `coaug` console script is not installed"
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "phrase"),
+    [
+        ("prepare", "fails with one line naming file, line and field"),
+        ("index", "bm25_multifield (title and text as separate fields)"),
+        ("evaluate", "write the TREC run"),
+        ("report", "paired"),
+    ],
+)
+def test_subcommand_help_explains_the_stage(stage, phrase, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([stage, "--help"])
+    assert exit_info.value.code == 0
+    assert phrase in " ".join(capsys.readouterr().out.split())
+
+
+def test_missing_params_file_is_one_line(tmp_path, capsys):
+    assert main(["--params", str(tmp_path / "nope.yaml"), "prepare"]) == 2
+    assert capsys.readouterr().err == f"coaug prepare: error: {tmp_path / 'nope.yaml'}: params file not found\n"
+
+
+def test_bad_dataset_is_one_line(tiny_beir, tmp_path, capsys, monkeypatch):
+    (tiny_beir / "corpus.jsonl").write_text('{"_id": "D1", "title": "t"}\n')
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["dataset"].update(source=str(tiny_beir), prepared_dir=str(tmp_path / "data"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare"]) == 2
+    assert capsys.readouterr().err == f"coaug prepare: error: {tiny_beir}/corpus.jsonl:1: field 'text': missing\n"
+
+
+def test_unknown_system_is_one_line(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    assert main(["index", "--system", "bm25_typo"]) == 2
+    assert capsys.readouterr().err.startswith("coaug index: error: params: unknown system 'bm25_typo' (defined: ")

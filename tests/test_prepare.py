@@ -1,0 +1,86 @@
+"""`prepare`: normalised copy, exact statistics, and BEIR zip URLs verified by sha256."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from coaug.errors import CoaugError
+from coaug.prepare import prepare
+
+
+def test_prepare_writes_normalised_copy_and_stats(tiny_beir, tmp_path):
+    out = tmp_path / "data" / "tiny"
+    stats = prepare(str(tiny_beir), None, ["train", "test"], 0, out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "corpus.jsonl", "qrels/test.tsv", "qrels/train.tsv", "queries.jsonl", "stats.json",
+    ]  # fmt: skip
+    first_doc = json.loads((out / "corpus.jsonl").read_text().splitlines()[0])
+    assert first_doc == {
+        "_id": "D1",
+        "title": "Statins and breast cancer",
+        "text": "Statin use was associated with lower breast cancer mortality in a Finnish cohort.",
+    }
+    assert (out / "qrels" / "test.tsv").read_text() == "query-id\tcorpus-id\tscore\nQ1\tD5\t2\nQ1\tD1\t1\nQ2\tD2\t1\nQ3\tD4\t1\n"
+    assert stats["docs"] == 5 and stats["queries"] == 4
+    assert stats["splits"]["test"] == {
+        "queries": 3, "judgements": 4, "relevant": 4, "judged_docs": 4, "score_counts": {"1": 3, "2": 1},
+        "dropped_unknown": 0,
+    }  # fmt: skip
+    assert stats["query_length_words"] == {"p50": 3.5, "p90": 4.0, "p99": 4.0, "p100": 4.0}
+    assert json.loads((out / "stats.json").read_text()) == stats
+
+
+def test_checksum_is_stable_and_content_sensitive(tiny_beir, tmp_path):
+    first = prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "a")["checksum"]
+    assert prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "b")["checksum"] == first
+    (tiny_beir / "queries.jsonl").write_text('{"_id": "Q1", "text": "changed"}\n')
+    assert prepare(str(tiny_beir), None, ["test"], 3, tmp_path / "c")["checksum"] != first
+
+
+def test_failed_prepare_leaves_previous_output_intact(tiny_beir, tmp_path):
+    out = tmp_path / "data"
+    prepare(str(tiny_beir), None, ["test"], 0, out)
+    before = (out / "stats.json").read_text()
+    (tiny_beir / "corpus.jsonl").write_text("not json\n")
+    with pytest.raises(CoaugError):
+        prepare(str(tiny_beir), None, ["test"], 0, out)
+    assert (out / "stats.json").read_text() == before
+
+
+@pytest.fixture
+def served_zip(tiny_beir, tmp_path):
+    """The fixture zipped like BEIR's archives (one top folder) and served on 127.0.0.1."""
+    site = tmp_path / "site"
+    site.mkdir()
+    archive = Path(shutil.make_archive(str(site / "tiny"), "zip", tiny_beir.parent, tiny_beir.name))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/{archive.name}", hashlib.sha256(archive.read_bytes()).hexdigest()
+    server.shutdown()
+
+
+def test_zip_url_is_downloaded_verified_and_prepared(served_zip, tmp_path):
+    url, sha256 = served_zip
+    stats = prepare(url, sha256, ["train", "test"], 0, tmp_path / "data" / "tiny")
+    assert stats["docs"] == 5 and stats["source"] == url
+
+
+def test_zip_url_with_wrong_checksum_fails(served_zip, tmp_path):
+    url, _ = served_zip
+    with pytest.raises(CoaugError, match=r"sha256 [0-9a-f]{64} does not match dataset.sha256 0000"):
+        prepare(url, "0000", ["test"], 0, tmp_path / "data" / "tiny")
+
+
+def test_url_without_checksum_is_refused(tmp_path):
+    with pytest.raises(CoaugError, match="dataset.sha256 must pin the archive"):
+        prepare("https://example.invalid/nfcorpus.zip", None, ["test"], 0, tmp_path / "data")

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from coaug.significance import compare, paired_bootstrap, paired_ttest
+
+
+def test_ttest_matches_closed_form():
+    # diff = [1, 0, 1, 2]: mean 1, sd sqrt(2/3), t = 1 / (sd / 2) = sqrt(6), df = 3.
+    # Student's t with 3 df has a closed-form CDF: p = 1 - (2/pi)(theta + sin(theta)cos(theta)),
+    # theta = atan(t / sqrt(3)).
+    theta = math.atan(math.sqrt(6) / math.sqrt(3))
+    expected = 1 - (2 / math.pi) * (theta + math.sin(theta) * math.cos(theta))
+    p = paired_ttest(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 2.0, 2.0, 2.0]))
+    assert p == pytest.approx(expected, abs=1e-12)
+
+
+def test_identical_systems_are_not_different():
+    same = np.array([0.1, 0.5, 0.3])
+    assert paired_ttest(same, same) == 1.0
+    assert paired_bootstrap(same, same, 100, 0)["p_bootstrap"] == 1.0
+
+
+def test_bootstrap_of_a_constant_difference_is_certain():
+    result = paired_bootstrap(np.array([0.5, 0.7, 0.9]), np.array([0.4, 0.6, 0.8]), 200, 0)
+    assert result["mean_diff"] == pytest.approx(0.1)
+    assert result["ci_low"] == pytest.approx(0.1) and result["ci_high"] == pytest.approx(0.1)
+    assert result["p_bootstrap"] == 0.0
+
+
+def test_bootstrap_is_reproducible_for_a_seed():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(50), rng.random(50)
+    assert paired_bootstrap(a, b, 500, 7) == paired_bootstrap(a, b, 500, 7)
+
+
+def test_compare_pairs_by_query_id():
+    result = compare({"q1": 1.0, "q2": 0.0, "q3": 0.5}, {"q2": 0.0, "q1": 0.5, "q9": 1.0}, 100, 0)
+    assert result["queries"] == 2
+    assert result["mean_diff"] == pytest.approx(0.25)

@@ -77,8 +77,10 @@ def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
 
     systems = args.systems or list(P.get(params, "systems"))
     with stage_run(params, "report", ["evaluation"]) as mlflow:
-        paths = write_report(params, systems)
+        summary, paths = write_report(params, systems)
         mlflow.log_param("systems", ",".join(systems))
+        for name, entry in summary.items():
+            mlflow.log_metrics({f"{name}.{mlflow_metric_name(m)}": v for m, v in entry.items() if isinstance(v, float)})
         for path in paths.values():
             mlflow.log_artifact(str(path))
 

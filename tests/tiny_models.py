@@ -1,0 +1,61 @@
+"""Tiny causal LMs built on the spot (no hub): a BPE tokenizer trained in ~1 s and a 2-layer Llama.
+
+Shared by the policy, augmentation and training tests. Outputs are random-ish text, but deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+TRAINING_TEXT = (
+    "breast cancer statin cholesterol vitamin bone density green tea asthma children diet fruit vegetables "
+    "keywords explanation answer think query document abstract summary expand the text with related terms "
+    "system user assistant you are a helpful assistant write an augmentation for retrieval"
+).split()
+
+
+def build_tokenizer(vocab_size: int = 300):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    lines = [" ".join(TRAINING_TEXT[i:] + TRAINING_TEXT[:i]) for i in range(len(TRAINING_TEXT))]
+    tokenizer.train_from_iterator(lines, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|im_end|>", bos_token=None,
+        padding_side="left",
+    )  # fmt: skip
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """Save a tiny random Llama + tokenizer to ``folder`` (a normal HF model folder) and return it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

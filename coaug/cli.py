@@ -42,13 +42,27 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
         mlflow.log_artifact(str(out_dir / "stats.json"))
 
 
+def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.augment import SIDES, run_augmentation
+    from coaug.tracking import stage_run
+
+    augmentation = P.flatten({"augmentation": P.augmentation(params, args.name)})  # fails on an unknown name first
+    out_dir = Path(P.get(params, "augment.out_dir")) / args.name
+    with stage_run(params, "augment", ["generation", "augment"], augmentation) as mlflow:
+        stats = run_augmentation(params, args.name, out_dir)
+        for side in SIDES:
+            if side in stats:
+                mlflow.log_metrics({f"{side}.{key}": value for key, value in stats[side].items()})
+        mlflow.log_artifact(str(out_dir / "stats.json"))
+
+
 def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.report import output_paths
     from coaug.retrievers import build_index
     from coaug.tracking import stage_run
 
-    P.system(params, args.system)  # fail on an unknown system before anything is logged
-    with stage_run(params, "index", ["bm25", "dense", f"systems.{args.system}"]) as mlflow:
+    system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
+    with stage_run(params, "index", ["bm25", "dense"], system) as mlflow:
         started = time.perf_counter()
         docs = build_index(params, args.system, output_paths(params, args.system)["index"])
         mlflow.log_metrics({"docs": docs, "index_seconds": time.perf_counter() - started})
@@ -59,10 +73,9 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.report import output_paths
     from coaug.tracking import stage_run
 
-    P.system(params, args.system)  # fail on an unknown system before anything is logged
+    system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
     paths = output_paths(params, args.system)
-    sections = ["bm25", "dense", "retrieval", "evaluation", f"systems.{args.system}"]
-    with stage_run(params, "evaluate", sections) as mlflow:
+    with stage_run(params, "evaluate", ["bm25", "dense", "retrieval", "evaluation"], system) as mlflow:
         started = time.perf_counter()
         summary = evaluate_system(params, args.system, paths["index"], paths["run"], paths["metrics"], paths["per_query"])
         scores = {mlflow_metric_name(m): summary[m] for m in P.get(params, "evaluation.metrics")}
@@ -75,7 +88,7 @@ def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.report import write_report
     from coaug.tracking import stage_run
 
-    systems = args.systems or list(P.get(params, "systems"))
+    systems = args.systems or P.system_names(params)
     with stage_run(params, "report", ["evaluation"]) as mlflow:
         summary, paths = write_report(params, systems)
         mlflow.log_param("systems", ",".join(systems))
@@ -103,21 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
         "corpus.jsonl, queries.jsonl, qrels/<split>.tsv and stats.json to dataset.prepared_dir. Bad input "
         "fails with one line naming file, line and field.",
     )  # fmt: skip
+    augment = add(
+        "augment", cmd_augment, "augment the corpus and the eval queries with a policy (resumable)",
+        "Generate one augmentation per corpus document and per eval-split query with the policy, prompts and "
+        "decoding of augmentations.<NAME> (greedy, repetition penalty 1.2 by default). Documents are shown as "
+        "'{title}. {text}' with the text cut to augment.doc_max_tokens first. Results are cached per batch "
+        "(fsync'd, keyed by text id, prompt, model and decoding), so a killed run resumes where it stopped. "
+        "Writes augment.out_dir/<NAME>/{corpus,queries}.jsonl and stats.json (format-valid rate, lengths).",
+    )  # fmt: skip
+    augment.add_argument("--name", required=True, help="a key of `augmentations` in params.yaml")
     index = add(
         "index", cmd_index, "build a system's Lucene BM25 or faiss index from its corpus",
-        "Index systems.<SYSTEM>.corpus with its retriever: bm25_flat (title + text in one Lucene field), "
+        "Index the corpus of SYSTEM (a key of `systems` or `augmented_systems`; augmented systems join "
+        "each document's augmentation as coaug.combine says) with its retriever: bm25_flat (title + text in one Lucene field), "
         "bm25_multifield (title and text as separate fields) or dense (dense.encoder embeddings, "
         "normalised, faiss inner product; embeddings are cached by text hash, so reruns are free). "
         "Writes outputs.indexes_dir/<SYSTEM>.",
     )  # fmt: skip
-    index.add_argument("--system", required=True, help="a key of `systems` in params.yaml")
+    index.add_argument("--system", required=True, help="a key of `systems` or `augmented_systems` in params.yaml")
     evaluate = add(
         "evaluate", cmd_evaluate, "retrieve for the eval split, write a TREC run and its metrics",
         "Retrieve retrieval.hits documents for every query of dataset.eval_split (self-hits removed), "
         "write the TREC run, and score it with trec_eval semantics (ir-measures/pytrec_eval): "
         "evaluation.metrics overall (a DVC metric) and per query.",
     )  # fmt: skip
-    evaluate.add_argument("--system", required=True, help="a key of `systems` in params.yaml")
+    evaluate.add_argument("--system", required=True, help="a key of `systems` or `augmented_systems` in params.yaml")
     report = add(
         "report", cmd_report, "compare systems: table, plot and paired tests vs the baseline",
         "Collect every system's metrics into metrics/summary.json, results.md and a bar plot, with a paired "

@@ -8,9 +8,9 @@ from typing import Any
 
 from coaug import params as P
 from coaug.atomic_io import atomic_open, write_json
-from coaug.beir import read_qrels, read_queries
+from coaug.beir import read_qrels
 from coaug.metrics import PerQuery, aggregate, per_query
-from coaug.retrievers import retrieve
+from coaug.retrievers import retrieve, system_queries
 from coaug.trec_run import read_run, write_run
 
 logger = logging.getLogger(__name__)
@@ -20,11 +20,9 @@ def evaluate_system(
     params: dict[str, Any], system_name: str, index_dir: str | Path, run_path: str | Path, metrics_path: str | Path,
     per_query_path: str | Path,
 ) -> dict[str, Any]:  # fmt: skip
-    config = P.system(params, system_name)
     split = P.get(params, "dataset.eval_split")
     qrels = read_qrels(Path(P.get(params, "dataset.prepared_dir")) / "qrels" / f"{split}.tsv")
-    all_queries = read_queries(Path(config["queries"]))
-    queries = {qid: all_queries[qid] for qid in qrels if qid in all_queries}
+    queries = system_queries(P.system(params, system_name), list(qrels))
     run = retrieve(params, system_name, index_dir, queries)
     write_run(run_path, run, tag=system_name)
     # Score the file as written: its rounded scores decide trec_eval's tie order.

@@ -34,17 +34,60 @@ def get(params: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def system_names(params: dict[str, Any]) -> list[str]:
+    """Baseline systems first, then augmented ones, in params.yaml order."""
+    return [*params.get("systems", {}), *params.get("augmented_systems", {})]
+
+
 def system(params: dict[str, Any], name: str) -> dict[str, Any]:
-    systems = get(params, "systems")
-    if name not in systems:
-        raise CoaugError(f"params: unknown system '{name}' (defined: {', '.join(systems)})")
-    config = systems[name]
-    for key in ("retriever", "corpus", "queries"):
-        if key not in config:
-            raise CoaugError(f"params: missing key 'systems.{name}.{key}'")
+    """A system's retrieval recipe, normalised for both kinds of system:
+
+    ``{"retriever", "corpus", "queries", "doc_augmentation", "query_augmentation", "query_repeat"}``
+    where the augmentation entries are JSONL paths or None.
+    """
+    plain, augmented = params.get("systems", {}), params.get("augmented_systems", {})
+    if name in plain:
+        config = dict(plain[name])
+        _require(config, f"systems.{name}", ("retriever", "corpus", "queries"))
+        config.update(doc_augmentation=None, query_augmentation=None, query_repeat=1)
+    elif name in augmented:
+        entry = augmented[name]
+        _require(entry, f"augmented_systems.{name}", ("retriever", "augmentation", "augment_docs", "augment_queries", "query_repeat"))
+        augmentation(params, entry["augmentation"])
+        folder = Path(get(params, "augment.out_dir")) / entry["augmentation"]
+        prepared = Path(get(params, "dataset.prepared_dir"))
+        config = {
+            "retriever": entry["retriever"],
+            "corpus": str(prepared / "corpus.jsonl"),
+            "queries": str(prepared / "queries.jsonl"),
+            "doc_augmentation": str(folder / "corpus.jsonl") if entry["augment_docs"] else None,
+            "query_augmentation": str(folder / "queries.jsonl") if entry["augment_queries"] else None,
+            "query_repeat": entry["query_repeat"],
+        }
+    else:
+        raise CoaugError(f"params: unknown system '{name}' (defined: {', '.join(system_names(params))})")
     if config["retriever"] not in RETRIEVERS:
-        raise CoaugError(f"params: systems.{name}.retriever '{config['retriever']}' is not one of {', '.join(RETRIEVERS)}")
+        raise CoaugError(f"params: system '{name}' has retriever '{config['retriever']}', not one of {', '.join(RETRIEVERS)}")
     return config
+
+
+def augmentation(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """``augmentations.<name>`` with its policy defaulting to ``policy.model``."""
+    augmentations = get(params, "augmentations")
+    if name not in augmentations:
+        raise CoaugError(f"params: unknown augmentation '{name}' (defined: {', '.join(augmentations)})")
+    config = dict(augmentations[name])
+    _require(config, f"augmentations.{name}", ("format", "doc_prompt", "query_prompt"))
+    config["policy"] = config.get("policy") or get(params, "policy.model")
+    return config
+
+
+def _require(config: Any, where: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(config, dict):
+        raise CoaugError(f"params: '{where}' must be a mapping")
+    for key in keys:
+        if key not in config:
+            raise CoaugError(f"params: missing key '{where}.{key}'")
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

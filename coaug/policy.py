@@ -33,7 +33,7 @@ MLFLOW_SCHEME = "models:/"
 GGUF_SUFFIX = ".gguf"
 # Written last into a converted or downloaded folder: its presence marks the folder complete.
 CHECKSUM_FILE = "coaug-checksums.json"
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 FINGERPRINT_HEX = 16
 HASH_CHUNK_BYTES = 1 << 22
@@ -100,16 +100,20 @@ def resolve_policy_folder(spec: str, cache_dir: str | Path) -> tuple[Path, Path,
     """
     cache_dir = Path(cache_dir)
     if spec.startswith(MLFLOW_SCHEME):
-        folder = download_registered_model(spec, cache_dir)
-        return _model_dir(spec, folder), _tokenizer_dir(spec, folder), _recorded_digests(folder)
+        download = download_registered_model(spec, cache_dir)
+        model_dir = _find_model_dir(spec, download)
+        return model_dir, _find_tokenizer_dir(spec, model_dir, download), _recorded_digests(model_dir, download)
     path = _package_path(spec) if spec.startswith(PACKAGE_SCHEME) else Path(spec).expanduser()
     if not path.exists():
         raise CoaugError(f"policy '{spec}': {path} does not exist")
     if path.is_file() and path.suffix == GGUF_SUFFIX:
         folder = convert_gguf(path, cache_dir)
-        return folder, folder, _recorded_digests(folder)
-    folder = _model_dir(spec, path)
-    return folder, _tokenizer_dir(spec, folder), _weight_digests(folder)
+        return folder, folder, _recorded_digests(folder, folder)
+    if not _is_model_dir(path):
+        raise CoaugError(f"policy '{spec}': {path} is not a Hugging Face model folder (no config.json with weights)")
+    if not _is_tokenizer_dir(path):
+        raise CoaugError(f"policy '{spec}': {path} holds no tokenizer (tokenizer_config.json)")
+    return path, path, _weight_digests(path)
 
 
 def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
@@ -188,26 +192,30 @@ def _package_path(spec: str) -> Path:
     return root / inner if inner else root
 
 
-def _model_dir(spec: str, folder: Path) -> Path:
-    """``folder`` itself or the shallowest folder below it holding config.json and weights."""
-    candidates = [folder] + sorted((c.parent for c in folder.rglob("config.json")), key=lambda p: len(p.parts))
-    for candidate in candidates:
-        if (candidate / "config.json").is_file() and _weight_files(candidate):
+def _find_model_dir(spec: str, root: Path) -> Path:
+    """The shallowest folder under a downloaded ``root`` that holds config.json and weights."""
+    for candidate in sorted((c.parent for c in root.rglob("config.json")), key=lambda p: len(p.parts)):
+        if _is_model_dir(candidate):
             return candidate
-    raise CoaugError(f"policy '{spec}': {folder} is not a Hugging Face model folder (no config.json with weights)")
+    raise CoaugError(f"policy '{spec}': its artifacts hold no Hugging Face model folder (config.json with weights)")
 
 
-def _tokenizer_dir(spec: str, model_dir: Path) -> Path:
-    """The model folder when it holds the tokenizer, else the shallowest tokenizer folder beside it
-    (mlflow.transformers stores the tokenizer under components/tokenizer)."""
-    search_root = model_dir.parent if model_dir.parent.name != "" else model_dir
-    candidates = [model_dir] + sorted(
-        (c.parent for name in TOKENIZER_FILES for c in search_root.rglob(name)), key=lambda p: len(p.parts)
-    )
-    for candidate in candidates:
-        if any((candidate / name).is_file() for name in TOKENIZER_FILES):
+def _find_tokenizer_dir(spec: str, model_dir: Path, root: Path) -> Path:
+    """The model folder when it holds the tokenizer, else the shallowest tokenizer folder under ``root``
+    (mlflow.transformers stores the tokenizer apart, under components/tokenizer)."""
+    found = sorted((c.parent for name in TOKENIZER_FILES for c in root.rglob(name)), key=lambda p: len(p.parts))
+    for candidate in [model_dir, *found]:
+        if _is_tokenizer_dir(candidate):
             return candidate
-    raise CoaugError(f"policy '{spec}': no tokenizer (tokenizer_config.json) in {model_dir}")
+    raise CoaugError(f"policy '{spec}': its artifacts hold no tokenizer (tokenizer_config.json)")
+
+
+def _is_model_dir(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and bool(_weight_files(folder))
+
+
+def _is_tokenizer_dir(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
 def _convert_gguf_into(gguf_path: Path, folder: Path) -> None:
@@ -251,12 +259,11 @@ def _is_complete(folder: Path) -> bool:
     return True
 
 
-def _recorded_digests(folder: Path) -> dict[str, str]:
-    """Weight-file digests as recorded at conversion/download time: the fingerprint without re-hashing."""
-    files = json.loads((folder / CHECKSUM_FILE).read_text())["files"]
-    weights = {str(p.relative_to(folder)) for p in _weight_files(_model_dir(str(folder), folder))}
-    weights = {str((_model_dir(str(folder), folder) / Path(w).name).relative_to(folder)) for w in weights}
-    return {Path(name).name: files[name]["sha256"] for name in sorted(weights)}
+def _recorded_digests(model_dir: Path, root: Path) -> dict[str, str]:
+    """Weight-file digests as recorded when ``root`` was converted or downloaded: the fingerprint
+    without re-hashing the weights."""
+    files = json.loads((root / CHECKSUM_FILE).read_text())["files"]
+    return {path.name: files[str(path.relative_to(root))]["sha256"] for path in _weight_files(model_dir)}
 
 
 def _weight_digests(folder: Path) -> dict[str, str]:

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from coaug import dense, lucene, params as P
-from coaug.beir import read_corpus
+from coaug.augment import read_augmentations
+from coaug.beir import Corpus, read_corpus, read_queries
+from coaug.combine import augmented_doc, augmented_query
 from coaug.trec_run import Run, remove_self_hits
 
 
@@ -19,10 +21,30 @@ def _encoder(params: dict[str, Any]) -> dense.Encoder:
     )
 
 
+def system_corpus(config: dict[str, Any]) -> Corpus:
+    """The documents as the system's retriever sees them (augmented when the system says so)."""
+    corpus = read_corpus(Path(config["corpus"]))
+    if not config["doc_augmentation"]:
+        return corpus
+    augmentations = read_augmentations(config["doc_augmentation"])
+    return {i: augmented_doc(doc, augmentations.get(i, ""), config["retriever"]) for i, doc in corpus.items()}
+
+
+def system_queries(config: dict[str, Any], qids: list[str]) -> dict[str, str]:
+    """The query strings the system searches with, for ``qids`` present in its queries file."""
+    queries = read_queries(Path(config["queries"]))
+    augmentations = read_augmentations(config["query_augmentation"]) if config["query_augmentation"] else {}
+    return {
+        q: augmented_query(queries[q], augmentations.get(q, ""), config["retriever"], config["query_repeat"])
+        for q in qids
+        if q in queries
+    }
+
+
 def build_index(params: dict[str, Any], system_name: str, index_dir: str | Path) -> int:
     """Index the system's corpus; returns the number of documents."""
     config = P.system(params, system_name)
-    corpus = read_corpus(Path(config["corpus"]))
+    corpus = system_corpus(config)
     retriever = config["retriever"]
     if retriever == "dense":
         texts = [lucene.flat_contents(doc) for doc in corpus.values()]

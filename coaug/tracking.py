@@ -54,8 +54,11 @@ def configure_mlflow(params: dict[str, Any]):
 
 
 @contextlib.contextmanager
-def stage_run(params: dict[str, Any], stage: str, logged_sections: list[str]) -> Iterator[Any]:
-    """An MLflow run for one stage, with its params sections logged and the standard tags set."""
+def stage_run(
+    params: dict[str, Any], stage: str, logged_sections: list[str], extra_params: dict[str, Any] | None = None
+) -> Iterator[Any]:
+    """An MLflow run for one stage, with its params sections (and ``extra_params``) logged and the
+    standard tags set."""
     mlflow = configure_mlflow(params)
     dvc_stage = os.environ.get("DVC_STAGE", stage)
     parent = os.environ.get(PARENT_RUN_ENV)
@@ -71,5 +74,6 @@ def stage_run(params: dict[str, Any], stage: str, logged_sections: list[str]) ->
         logged = {}
         for section in logged_sections:
             logged.update(P.flatten({section: P.get(params, section)}))
+        logged.update(extra_params or {})
         mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in logged.items()})
         yield mlflow

@@ -1,0 +1,125 @@
+"""The augment stage on a tiny local model: complete outputs, cache reuse, and resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coaug.augment import read_augmentations
+from coaug.cli import main
+from coaug.prepare import prepare
+
+from .conftest import REPO
+from .tiny_models import build_tiny_llama
+
+WORDS = "breast cancer statin cholesterol vitamin bone density green tea asthma children diet fruit".split()
+
+
+def write_beir(folder: Path, docs: int) -> Path:
+    """A synthetic BEIR collection of ``docs`` documents and 4 test queries."""
+    (folder / "qrels").mkdir(parents=True)
+    with (folder / "corpus.jsonl").open("w") as handle:
+        for i in range(docs):
+            text = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(8 + i % 7))
+            handle.write(json.dumps({"_id": f"D{i}", "title": f"Doc {i}", "text": text}) + "\n")
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"Q{i}", "text": WORDS[i]}) + "\n" for i in range(4)))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"Q{i}\tD{i}\t1\n" for i in range(min(4, docs))))
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A scratch project: prepared synthetic data, a tiny Llama as the policy, params pointing at both."""
+    def make(docs: int, max_new_tokens: int, batch_size: int) -> Path:
+        source = write_beir(tmp_path / "beir", docs)
+        prepare(str(source), None, ["test"], 0, tmp_path / "data" / "synthetic")
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["dataset"].update(name="synthetic", prepared_dir=str(tmp_path / "data" / "synthetic"), splits=["test"])
+        params["policy"].update(model=str(build_tiny_llama(tmp_path / "tiny-llama")), cache_dir=str(tmp_path / "policies"))
+        params["generation"]["max_new_tokens"] = max_new_tokens
+        params["augment"].update(
+            batch_size=batch_size, prompts_dir=str(REPO / "prompts"), cache_dir=str(tmp_path / "cache"),
+            out_dir=str(tmp_path / "augmented"),
+        )  # fmt: skip
+        params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return tmp_path
+    return make
+
+
+def cache_lines(root: Path) -> list[dict]:
+    return [json.loads(line) for path in (root / "cache").glob("*.jsonl") for line in path.read_text().splitlines()]
+
+
+def test_augment_writes_every_text_once_and_reuses_the_cache(project, monkeypatch, caplog):
+    root = project(docs=7, max_new_tokens=6, batch_size=3)
+    monkeypatch.chdir(root)
+    assert main(["augment", "--name", "untrained_sparse"]) == 0
+    docs = read_augmentations(root / "augmented" / "untrained_sparse" / "corpus.jsonl")
+    queries = read_augmentations(root / "augmented" / "untrained_sparse" / "queries.jsonl")
+    assert sorted(docs) == sorted(f"D{i}" for i in range(7)) and sorted(queries) == ["Q0", "Q1", "Q2", "Q3"]
+    stats = json.loads((root / "augmented" / "untrained_sparse" / "stats.json").read_text())
+    assert stats["doc"]["texts"] == 7 and stats["query"]["texts"] == 4
+    assert 0 < stats["doc"]["mean_new_tokens"] <= 6
+    assert len(cache_lines(root)) == 11
+
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="coaug")
+    assert main(["augment", "--name", "untrained_sparse"]) == 0
+    assert "untrained_sparse docs: 7 texts, 7 cached, 0 to generate" in caplog.text
+    assert read_augmentations(root / "augmented" / "untrained_sparse" / "corpus.jsonl") == docs
+    assert len(cache_lines(root)) == 11
+
+
+def test_doc_only_augmentation_leaves_queries_empty(project, monkeypatch):
+    root = project(docs=3, max_new_tokens=4, batch_size=2)
+    monkeypatch.chdir(root)
+    assert main(["augment", "--name", "doc2query"]) == 0
+    assert read_augmentations(root / "augmented" / "doc2query" / "queries.jsonl") == {}
+    assert len(read_augmentations(root / "augmented" / "doc2query" / "corpus.jsonl")) == 3
+
+
+def test_kill_9_mid_run_then_rerun_completes_every_id_exactly_once(project):
+    docs = 60
+    root = project(docs=docs, max_new_tokens=8, batch_size=4)
+    command = [sys.executable, "-m", "coaug.cli", "augment", "--name", "doc2query"]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(cache_lines(root)) < 12 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = len(cache_lines(root))
+    assert 12 <= partial < docs, "the run must be killed part-way for this test to mean anything"
+    assert not (root / "augmented" / "doc2query").exists()
+
+    rerun = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"{docs} texts, {partial} cached, {docs - partial} to generate" in rerun.stderr
+    ids = [entry["id"] for entry in cache_lines(root)]
+    assert sorted(ids) == sorted(f"D{i}" for i in range(docs))
+    out = (root / "augmented" / "doc2query" / "corpus.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["_id"] for line in out) == sorted(f"D{i}" for i in range(docs))
+
+
+def test_unknown_augmentation_and_missing_model_are_one_line(project, monkeypatch, capsys):
+    root = project(docs=2, max_new_tokens=2, batch_size=2)
+    monkeypatch.chdir(root)
+    capsys.readouterr()  # drop the fixture's progress output
+    assert main(["augment", "--name", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("coaug augment: error: params: unknown augmentation 'nope' (defined: ")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["policy"]["model"] = str(root / "no-such-model")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["augment", "--name", "doc2query"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("coaug augment: error: ") and "no-such-model" in errors[0]

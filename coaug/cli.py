@@ -56,6 +56,33 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
         mlflow.log_artifact(str(out_dir / "stats.json"))
 
 
+def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.registry import params_hash, register_policy
+    from coaug.train import run_training
+    from coaug.tracking import dataset_checksum, git_commit, stage_run
+
+    outputs = P.get(params, "train_outputs")
+    with stage_run(params, "train", ["train", "generation"]) as mlflow:
+        def log_step(step: int, metrics: dict[str, float]) -> None:
+            mlflow.log_metrics(metrics, step=step)
+
+        def log_samples(step: int, rows: list[tuple]) -> None:
+            columns = list(zip(*rows)) if rows else [[], [], [], []]
+            table = dict(zip(("role", "text_id", "augmentation", "reward"), map(list, columns)))
+            mlflow.log_table(data=table, artifact_file=f"samples/step_{step:06d}.json")
+
+        summary = run_training(params, log_step, log_samples)
+        mlflow.log_metrics({f"final.{k}": v for k, v in summary.items() if isinstance(v, float)})
+        from coaug.plots import training_curves
+
+        training_curves(outputs["curves"], outputs["curves_plot"])
+        for key in ("metrics", "curves", "curves_plot"):
+            mlflow.log_artifact(str(outputs[key]))
+        tags = {"git_commit": git_commit(), "dataset_checksum": dataset_checksum(params), "params_hash": params_hash(params)}
+        version = register_policy(mlflow, outputs["policy_dir"], P.get(params, "registry.model_name"), tags)
+        logger.info("registered %s version %s as @challenger", P.get(params, "registry.model_name"), version)
+
+
 def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.report import output_paths
     from coaug.retrievers import build_index
@@ -125,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes augment.out_dir/<NAME>/{corpus,queries}.jsonl and stats.json (format-valid rate, lengths).",
     )  # fmt: skip
     augment.add_argument("--name", required=True, help="a key of `augmentations` in params.yaml")
+    add(
+        "train", cmd_train, "train the policy with bidirectional RL and register it as @challenger",
+        "Bidirectional RL with reward sampling (METHOD.md 3-6): composite batches of queries and their "
+        "documents, n sampled rollouts per text, in-batch BM25 (or dense) similarity, sampled NDCG@10 "
+        "rewards, centred group advantages scaled by role, clip-higher PPO. Checkpoints every "
+        "train.checkpoint_every steps and resumes from the newest after a crash. Logs per-step curves and "
+        "sample tables to MLflow, writes the policy to train_outputs.policy_dir and registers it as a new "
+        "version of registry.model_name with alias @challenger.",
+    )  # fmt: skip
     index = add(
         "index", cmd_index, "build a system's Lucene BM25 or faiss index from its corpus",
         "Index the corpus of SYSTEM (a key of `systems` or `augmented_systems`; augmented systems join "

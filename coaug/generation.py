@@ -58,11 +58,12 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class Completion:
-    """One generated answer: the text before the first eos (special tokens dropped) and the number of
-    tokens generated for it, the eos included."""
+    """One generated answer: the text before the first eos (special tokens dropped), the number of
+    tokens generated for it (the eos included) and those token ids (what the RL update scores)."""
 
     text: str
     new_tokens: int
+    token_ids: tuple[int, ...] = ()
 
 
 def tokenize_conversations(policy: Policy, conversations: list[list[dict]]) -> list[list[int]]:
@@ -149,7 +150,8 @@ def completion_from_ids(policy: Policy, new_ids: list[int]) -> Completion:
     eos_ids = set(eos) if isinstance(eos, list) else {eos}
     end = next((position for position, token in enumerate(new_ids) if token in eos_ids), None)
     text = policy.tokenizer.decode(new_ids if end is None else new_ids[:end], skip_special_tokens=True)
-    return Completion(text=text.strip(), new_tokens=len(new_ids) if end is None else end + 1)
+    kept = new_ids if end is None else new_ids[: end + 1]
+    return Completion(text=text.strip(), new_tokens=len(kept), token_ids=tuple(kept))
 
 
 def _rng_devices(model) -> list:

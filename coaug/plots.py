@@ -31,3 +31,25 @@ def comparison_bars(results: dict[str, dict[str, float]], metrics: list[str], ti
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
+
+
+def training_curves(csv_path: str | Path, path: str | Path) -> None:
+    """Rewards per role and in-batch NDCG against the step, from the training curves CSV."""
+    import csv
+
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [int(r["step"]) for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for column in [c for c in rows[0] if c.startswith("reward_")] if rows else []:
+        left.plot(steps, [float(r[column]) for r in rows], label=column.removeprefix("reward_").removesuffix("_mean"))
+    left.set_title("mean reward per role")
+    left.set_xlabel("step")
+    left.legend(fontsize=8)
+    right.plot(steps, [float(r["ndcg_in_batch"]) for r in rows] if rows else [], color="black")
+    right.set_title("in-batch NDCG@10 of query rollouts")
+    right.set_xlabel("step")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)

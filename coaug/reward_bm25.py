@@ -48,16 +48,30 @@ def corpus_idf(documents: Iterable[str]) -> Idf:
     return dict(zip(words, weights.tolist()))
 
 
-def _term_frequencies(token_lists: Sequence[list[str]], vocabulary: dict[str, int]) -> sparse.csr_matrix:
-    """Texts × vocabulary counts; ``vocabulary`` must already hold every token."""
-    lengths = np.fromiter((len(tokens) for tokens in token_lists), dtype=np.int64, count=len(token_lists))
-    token_ids = np.fromiter(map(vocabulary.__getitem__, chain.from_iterable(token_lists)), dtype=np.int64)
-    text_ids = np.repeat(np.arange(len(token_lists)), lengths)
-    counts = sparse.csr_matrix(
-        (np.ones(len(token_ids)), (text_ids, token_ids)), shape=(len(token_lists), len(vocabulary))
-    )
+def _count_matrix(id_lists: Sequence[list[int]], width: int) -> sparse.csr_matrix:
+    """(len(id_lists), width) matrix counting how often each id occurs in each list."""
+    lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+    ids = np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
+    owners = np.repeat(np.arange(len(id_lists)), lengths)
+    counts = sparse.csr_matrix((np.ones(len(ids)), (owners, ids)), shape=(len(id_lists), width))
     counts.sum_duplicates()
     return counts
+
+
+def _batch_term_frequencies(texts: Sequence[str]) -> tuple[sparse.csr_matrix, list[str]]:
+    """(texts × vocabulary) term counts of the batch, and its vocabulary.
+
+    Each distinct line is tokenized once: a batch repeats every original text in its n rollout strings,
+    and "\n" is whitespace, so no token spans two lines and per-line tokens add up exactly.
+    """
+    line_ids: dict[str, int] = {}
+    text_lines = [[line_ids.setdefault(line, len(line_ids)) for line in text.split("\n")] for text in texts]
+    line_tokens = [tokenize(line) for line in line_ids]
+    vocabulary = list(dict.fromkeys(chain.from_iterable(line_tokens)))
+    word_ids = {word: index for index, word in enumerate(vocabulary)}
+    line_tf = _count_matrix([[word_ids[word] for word in tokens] for tokens in line_tokens], len(vocabulary))
+    line_occurrences = _count_matrix(text_lines, len(line_ids))
+    return (line_occurrences @ line_tf).tocsr(), vocabulary
 
 
 def bm25_matrix(
@@ -74,18 +88,15 @@ def bm25_matrix(
     avgdl = mean token count of ``doc_texts``; words missing from ``idf`` weigh 0. One sparse product over a
     vocabulary shared by the batch, no loop over pairs. Returns a dense float64 array.
     """
-    query_tokens = [tokenize(text) for text in query_texts]
-    doc_tokens = [tokenize(text) for text in doc_texts]
-    all_tokens = chain.from_iterable((*query_tokens, *doc_tokens))
-    vocabulary = {word: index for index, word in enumerate(dict.fromkeys(all_tokens))}
-    if not vocabulary:
+    term_counts, vocabulary = _batch_term_frequencies([*query_texts, *doc_texts])
+    if not vocabulary or not doc_texts:
         return np.zeros((len(query_texts), len(doc_texts)))
 
     word_idf = np.fromiter((idf.get(word, 0.0) for word in vocabulary), dtype=np.float64, count=len(vocabulary))
-    query_weights = _term_frequencies(query_tokens, vocabulary)
+    query_weights = term_counts[: len(query_texts)]
     query_weights.data *= word_idf[query_weights.indices]
 
-    doc_tf = _term_frequencies(doc_tokens, vocabulary)
+    doc_tf = term_counts[len(query_texts) :]
     doc_lengths = np.asarray(doc_tf.sum(axis=1)).ravel()
     average_length = doc_lengths.mean()
     entry_lengths = np.repeat(doc_lengths, np.diff(doc_tf.indptr))

@@ -59,3 +59,42 @@ def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_word_tokenizer():
+    """A word-level tokenizer over TRAINING_TEXT: every generated token is a whole word, so a random model's
+    rollouts contain corpus words and retrieval rewards differ between rollouts (what RL tests need)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted(set(TRAINING_TEXT))
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, "[UNK]", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|im_end|>", unk_token="[UNK]",
+        bos_token=None, padding_side="left",
+    )  # fmt: skip
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def build_tiny_word_llama(folder: str | Path, seed: int = 0) -> Path:
+    """Like :func:`build_tiny_llama`, with :func:`build_word_tokenizer`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    tokenizer = build_word_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,153 @@
+"""The ``train`` stage, top to bottom: seed → data → policy → reward → trainer → loop → save → register.
+
+Checkpoints every ``train.checkpoint_every`` steps; a rerun after a crash resumes from the newest one
+with its step count, optimizer state and metric history.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coaug import params as P
+from coaug.atomic_io import atomic_directory, atomic_open, write_json
+from coaug.beir import read_corpus, read_qrels, read_queries
+from coaug.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from coaug.errors import CoaugError
+from coaug.policy import load_policy
+from coaug.prompts import load_prompt
+from coaug.reward import corpus_idf
+from coaug.train_config import TrainConfig, train_config
+from coaug.trainer import CoaugTrainer, bm25_similarity
+
+logger = logging.getLogger(__name__)
+
+CURVE_COLUMNS = ("reward_query_mean", "reward_positive_doc_mean", "reward_negative_doc_mean", "ndcg_in_batch")
+
+
+def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any]:
+    """Train, calling ``log_step(step, metrics)`` per step and ``log_samples(step, rows)`` every
+    ``sample_every`` steps; returns the final summary. Writes the policy to ``train.output_dir``."""
+    import torch
+    from accelerate import Accelerator
+
+    config = train_config(params)
+    paths = P.get(params, "train_outputs")
+    torch.manual_seed(config.seed)
+    prepared = Path(P.get(params, "dataset.prepared_dir"))
+    corpus = read_corpus(prepared / "corpus.jsonl")
+    queries = read_queries(prepared / "queries.jsonl")
+    qrels = read_qrels(prepared / "qrels" / f"{config.split}.tsv")
+
+    policy = load_policy(config.policy, P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
+    if config.lora.get("enabled"):
+        policy.model = with_lora(policy.model, config.lora)
+    prompts_dir = P.get(params, "augment.prompts_dir")
+    prompts = {
+        "query": load_prompt(prompts_dir, config.format, config.query_prompt),
+        "doc": load_prompt(prompts_dir, config.format, config.doc_prompt),
+    }
+    similarity = make_similarity(config, params, corpus)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator)
+
+    checkpoint_dir = Path(paths["checkpoint_dir"])
+    start, history = resume(trainer, checkpoint_dir)
+    total = trainer.total_steps()
+    logger.info("training steps %d..%d of %d (%d queries/step)", start, total - 1, total, config.queries_per_step)
+    for step in range(start, total):
+        metrics = trainer.step(step)
+        check_finite(metrics, step)
+        history.append({"step": step, **metrics})
+        log_step(step, metrics)
+        if (step + 1) % config.sample_every == 0 or step == total - 1:
+            log_samples(step, trainer._last_samples)
+        if (step + 1) % config.checkpoint_every == 0 or step == total - 1:
+            save_checkpoint(checkpoint_dir, step + 1, trainer.model, policy.tokenizer, trainer.optimizer,
+                            {"history": history}, keep=config.keep_checkpoints)  # fmt: skip
+    final_model = trainer.accelerator.unwrap_model(trainer.model)
+    if config.lora.get("enabled"):
+        final_model = final_model.merge_and_unload()
+    with atomic_directory(paths["policy_dir"]) as staging:
+        final_model.save_pretrained(staging, safe_serialization=True)
+        policy.tokenizer.save_pretrained(staging)
+    write_curves(paths["curves"], history)
+    summary = summarise(history, config)
+    write_json(paths["metrics"], summary)
+    return summary
+
+
+def with_lora(model, lora: dict[str, Any]):
+    from peft import LoraConfig, get_peft_model
+
+    settings = {k: v for k, v in lora.items() if k != "enabled"}
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **settings))
+
+
+def make_similarity(config: TrainConfig, params: dict[str, Any], corpus):
+    if config.similarity == "bm25":
+        # IDF of the ORIGINAL corpus (METHOD §4), over the same "title text" the reward scores.
+        return bm25_similarity(corpus_idf(f"{d['title']} {d['text']}" for d in corpus.values()))
+    from coaug.dense import Encoder
+    from coaug.reward import cosine_matrix
+
+    encoder = Encoder(P.get(params, "dense.encoder"), P.get(params, "dense.max_seq_length"),
+                      P.get(params, "dense.batch_size"), P.get(params, "dense.cache_dir"))  # fmt: skip
+    chunk = P.get(params, "dense.cache_chunk_size")
+    return lambda rows, cols: cosine_matrix(encoder.encode(rows, "reward q", chunk), encoder.encode(cols, "reward d", chunk))
+
+
+def resume(trainer: CoaugTrainer, checkpoint_dir: Path) -> tuple[int, list[dict]]:
+    import torch
+    from safetensors.torch import load_file
+
+    checkpoint = latest_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        return 0, []
+    state = load_state(checkpoint)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    weights = {}
+    for shard in sorted((checkpoint / "model").glob("*.safetensors")):
+        weights.update(load_file(shard))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(p.requires_grad for n, p in model.named_parameters() if n in missing):
+        raise CoaugError(f"{checkpoint}: checkpoint does not match the model ({len(missing)} missing, {len(unexpected)} unexpected)")
+    trainer.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    logger.info("resumed from %s at step %d", checkpoint, state["step"])
+    return state["step"], state["history"]
+
+
+def check_finite(metrics: dict[str, float], step: int) -> None:
+    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+    if bad:
+        raise CoaugError(f"train step {step}: non-finite {', '.join(bad)}; stopping (the last checkpoint is intact)")
+
+
+def write_curves(path: str | Path, history: list[dict]) -> None:
+    columns = ["step", *CURVE_COLUMNS, "format_valid_rate", "response_tokens", "kl_to_initial", "entropy"]
+    with atomic_open(path) as handle:
+        handle.write(",".join(columns) + "\n")
+        for row in history:
+            handle.write(",".join(f"{row.get(c, float('nan')):.6g}" if c != "step" else str(row["step"]) for c in columns) + "\n")
+
+
+def summarise(history: list[dict], config: TrainConfig) -> dict[str, Any]:
+    def mean_of(key: str, rows: list[dict]) -> float:
+        values = [r[key] for r in rows if key in r]
+        return float(np.mean(values)) if values else float("nan")
+
+    window = max(1, len(history) // 5)  # compare the first and last fifth of training
+    return {
+        "steps": len(history),
+        "ndcg_in_batch_first": mean_of("ndcg_in_batch", history[:window]),
+        "ndcg_in_batch_last": mean_of("ndcg_in_batch", history[-window:]),
+        "reward_query_last": mean_of("reward_query_mean", history[-window:]),
+        "format_valid_rate_last": mean_of("format_valid_rate", history[-window:]),
+        "kl_to_initial_last": mean_of("kl_to_initial", history[-window:]),
+        "skipped_updates": int(sum(r.get("skipped_update", 0) for r in history)),
+        "queries_per_step": config.queries_per_step,
+        "rollouts": config.rollouts,
+    }

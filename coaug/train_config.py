@@ -1,0 +1,67 @@
+"""Training knobs (params.yaml ``train``), each with the paper's reference value named in its comment."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from coaug import params as P
+from coaug.errors import CoaugError
+
+SIMILARITIES = ("bm25", "dense")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    policy: str  # starting policy spec (coaug.policy.load_policy)
+    split: str = "train"  # qrels split whose queries are trained on
+    steps: int = 300  # optimizer steps cap (the authors capped ~300)
+    epochs: int = 5  # passes over the training queries; steps = min(steps, epochs x steps per epoch)
+    queries_per_step: int = 32  # reference 32
+    k_pos: int = 5  # positives per query, with replacement
+    k_hardneg: int = 0
+    k_randneg: int = 10
+    rollouts: int = 5  # n rollouts per text
+    temperature: float = 1.2
+    repetition_penalty: float = 1.2
+    max_new_tokens: int = 64
+    doc_max_tokens: int = 256  # document TEXT budget before templating (same as inference)
+    format: str = "plain"
+    query_prompt: str = "sparse_query"
+    doc_prompt: str = "sparse_doc"
+    similarity: str = "bm25"  # in-batch retriever of the reward: bm25 (k1 1.2, b 0.75) or dense cosine
+    sampling_mode: str = "batch_sampling"
+    kpos_reweight: float = 10.0
+    estimator: str = "centred"  # Dr. GRPO
+    posk: float = 0.2
+    negk: float = 0.1
+    q_only: bool = False  # ablation: documents stay unaugmented in the reward
+    k_only: bool = False  # ablation: queries stay unaugmented in the reward
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mini_batches: int = 4  # optimizer steps per batch, one PPO epoch
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.28  # clip-higher (DAPO)
+    generation_batch_size: int = 16
+    lora: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    sample_every: int = 10  # steps between logged tables of sample generations
+    seed: int = 0
+
+
+def train_config(params: dict[str, Any]) -> TrainConfig:
+    section = dict(P.get(params, "train"))
+    section["policy"] = section.get("policy") or P.get(params, "policy.model")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise CoaugError(f"params: unknown key 'train.{unknown[0]}'")
+    config = TrainConfig(**section)
+    if config.similarity not in SIMILARITIES:
+        raise CoaugError(f"params: train.similarity must be one of {', '.join(SIMILARITIES)}")
+    if config.q_only and config.k_only:
+        raise CoaugError("params: train.q_only and train.k_only exclude each other")
+    return config

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from coaug.composite_batch import NEGATIVE, POSITIVE, QUERY, negative_pool, sample_composite_batch, training_queries
+from coaug.errors import CoaugError
+
+QRELS = {"q1": {"d1": 1, "d2": 2, "d9": 0}, "q2": {"d3": 1}, "q3": {"d4": 0}}
+DOCS = ["d1", "d2", "d3", "d4", "d5", "d6", "d9"]
+
+
+def test_negative_pool_excludes_every_positive():
+    assert negative_pool(QRELS, DOCS) == ["d4", "d5", "d6", "d9"]
+
+
+def test_training_queries_need_a_positive():
+    assert training_queries(QRELS) == ["q1", "q2"]
+
+
+def test_batch_layout_per_query():
+    rng = np.random.default_rng(0)
+    slots = sample_composite_batch(["q1", "q2"], QRELS, negative_pool(QRELS, DOCS), rng, k_pos=3, k_hardneg=1, k_randneg=2)
+    by_group = [[s for s in slots if s.group == g] for g in (0, 1)]
+    # q1: query + 3 positives + 1 hard negative (d9) + 2 random = 7; q2 has no hard negative -> 1 more random.
+    assert [len(g) for g in by_group] == [7, 7]
+    assert [s.role for s in by_group[0]] == [QUERY] + [POSITIVE] * 3 + [NEGATIVE] * 3
+    assert by_group[0][0].text_id == "q1" and by_group[0][0].relevance == 0
+    assert all(s.text_id in {"d1", "d2"} and s.relevance == QRELS["q1"][s.text_id] for s in by_group[0][1:4])
+    assert by_group[0][4].text_id == "d9"
+    assert all(s.text_id in {"d4", "d5", "d6", "d9"} and s.relevance == 0 for s in by_group[1][4:])
+    assert Counter(s.role for s in by_group[1]) == {QUERY: 1, POSITIVE: 3, NEGATIVE: 3}
+
+
+def test_query_without_positives_gets_random_negatives_instead():
+    slots = sample_composite_batch(["q3"], QRELS, ["d5"], np.random.default_rng(1), k_pos=2, k_hardneg=0, k_randneg=1)
+    assert [(s.text_id, s.role) for s in slots] == [("q3", QUERY), ("d5", NEGATIVE), ("d5", NEGATIVE), ("d5", NEGATIVE)]
+
+
+def test_defaults_give_sixteen_texts_per_query_and_are_seeded():
+    first = sample_composite_batch(["q1"], QRELS, ["d5", "d6"], np.random.default_rng(3))
+    assert len(first) == 16
+    assert first == sample_composite_batch(["q1"], QRELS, ["d5", "d6"], np.random.default_rng(3))
+
+
+def test_empty_negative_pool_is_an_error():
+    with pytest.raises(CoaugError, match="no random negatives"):
+        sample_composite_batch(["q1"], QRELS, [], np.random.default_rng(0))

@@ -72,12 +72,15 @@ def system(params: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def augmentation(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """``augmentations.<name>`` with its policy defaulting to ``policy.model``."""
-    augmentations = get(params, "augmentations")
+    """``augmentations.<name>`` or ``trained_augmentations.<name>``, its policy defaulting to ``policy.model``.
+
+    Trained augmentations are kept apart because their policy is the output of the train stage.
+    """
+    augmentations = {**get(params, "augmentations"), **params.get("trained_augmentations", {})}
     if name not in augmentations:
         raise CoaugError(f"params: unknown augmentation '{name}' (defined: {', '.join(augmentations)})")
     config = dict(augmentations[name])
-    _require(config, f"augmentations.{name}", ("format", "doc_prompt", "query_prompt"))
+    _require(config, f"augmentation '{name}'", ("format", "doc_prompt", "query_prompt"))
     config["policy"] = config.get("policy") or get(params, "policy.model")
     return config
 

@@ -20,10 +20,9 @@ from coaug.reward_sampling import (
     draw_joint_samples,
     draw_single_query_samples,
     joint_sample_count,
-    joint_sample_sums,
-    rewards_from_sums,
+    joint_sample_rewards,
     single_query_sample_count,
-    single_query_sample_sums,
+    single_query_sample_rewards,
 )
 
 __all__ = [
@@ -80,9 +79,7 @@ def sampled_rewards(
     if mode == "batch_sampling":
         num_samples = joint_sample_count(num_rollouts, layout.num_rows, samples_per_rollout=samples_per_rollout)
         joint_columns = draw_joint_samples(layout, num_samples, rng)
-        sums = joint_sample_sums(similarity, layout, joint_columns, k=k, kpos_reweight=kpos_reweight)
-    else:
-        num_samples = single_query_sample_count(num_rollouts, samples_per_rollout=samples_per_rollout)
-        rows, columns = draw_single_query_samples(layout, num_samples, rng)
-        sums = single_query_sample_sums(similarity, layout, rows, columns, k=k)
-    return rewards_from_sums(*sums)
+        return joint_sample_rewards(similarity, layout, joint_columns, k=k, kpos_reweight=kpos_reweight)
+    num_samples = single_query_sample_count(num_rollouts, samples_per_rollout=samples_per_rollout)
+    rows, columns = draw_single_query_samples(layout, num_samples, rng)
+    return single_query_sample_rewards(similarity, layout, rows, columns, k=k)

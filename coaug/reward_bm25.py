@@ -19,17 +19,25 @@ BM25_K1 = 1.2  # METHOD §4, reference default
 BM25_B = 0.75  # METHOD §4, reference default
 
 _PUNCTUATION = re.compile(r"[^\w\s]")
+# The same class restricted to ASCII, for bytes.translate: several times faster than the regex.
+_ASCII_PUNCTUATION = bytes(code for code in range(128) if _PUNCTUATION.match(chr(code)))
 
 Idf = dict[str, float]
+
+
+def _strip_punctuation(text: str) -> str:
+    if text.isascii():
+        return text.encode("ascii").translate(None, _ASCII_PUNCTUATION).decode("ascii")
+    return _PUNCTUATION.sub("", text)
 
 
 def tokenize(text: str) -> list[str]:
     """The paper's tokenizer: drop punctuation, lowercase, split on whitespace (METHOD §4).
 
-    Punctuation is deleted, not replaced by a space ("covid-19" -> "covid19"), and it is deleted before
-    lowercasing, both as in the reference.
+    Punctuation = ``[^\\w\\s]`` as in the reference; it is deleted, not replaced by a space ("covid-19" ->
+    "covid19"), and deleted before lowercasing, both as in the reference.
     """
-    return _PUNCTUATION.sub("", text).lower().split()
+    return _strip_punctuation(text).lower().split()
 
 
 def corpus_idf(documents: Iterable[str]) -> Idf:
@@ -48,14 +56,19 @@ def corpus_idf(documents: Iterable[str]) -> Idf:
     return dict(zip(words, weights.tolist()))
 
 
-def _count_matrix(id_lists: Sequence[list[int]], width: int) -> sparse.csr_matrix:
-    """(len(id_lists), width) matrix counting how often each id occurs in each list."""
-    lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
-    ids = np.fromiter(chain.from_iterable(id_lists), dtype=np.int64, count=int(lengths.sum()))
-    owners = np.repeat(np.arange(len(id_lists)), lengths)
-    counts = sparse.csr_matrix((np.ones(len(ids)), (owners, ids)), shape=(len(id_lists), width))
+def _count_matrix(item_lists: Sequence[list[str]], item_ids: dict[str, int]) -> sparse.csr_matrix:
+    """(lists × ids) matrix counting how often each item occurs in each list."""
+    lengths = np.fromiter(map(len, item_lists), dtype=np.int64, count=len(item_lists))
+    ids = np.fromiter(map(item_ids.__getitem__, chain.from_iterable(item_lists)), dtype=np.int64)
+    owners = np.repeat(np.arange(len(item_lists)), lengths)
+    counts = sparse.csr_matrix((np.ones(len(ids)), (owners, ids)), shape=(len(item_lists), len(item_ids)))
     counts.sum_duplicates()
     return counts
+
+
+def _numbered(items: Iterable[str]) -> dict[str, int]:
+    """Distinct items numbered in order of first appearance."""
+    return {item: index for index, item in enumerate(dict.fromkeys(items))}
 
 
 def _batch_term_frequencies(texts: Sequence[str]) -> tuple[sparse.csr_matrix, list[str]]:
@@ -64,14 +77,12 @@ def _batch_term_frequencies(texts: Sequence[str]) -> tuple[sparse.csr_matrix, li
     Each distinct line is tokenized once: a batch repeats every original text in its n rollout strings,
     and "\n" is whitespace, so no token spans two lines and per-line tokens add up exactly.
     """
-    line_ids: dict[str, int] = {}
-    text_lines = [[line_ids.setdefault(line, len(line_ids)) for line in text.split("\n")] for text in texts]
+    text_lines = [text.split("\n") for text in texts]
+    line_ids = _numbered(chain.from_iterable(text_lines))
     line_tokens = [tokenize(line) for line in line_ids]
-    vocabulary = list(dict.fromkeys(chain.from_iterable(line_tokens)))
-    word_ids = {word: index for index, word in enumerate(vocabulary)}
-    line_tf = _count_matrix([[word_ids[word] for word in tokens] for tokens in line_tokens], len(vocabulary))
-    line_occurrences = _count_matrix(text_lines, len(line_ids))
-    return (line_occurrences @ line_tf).tocsr(), vocabulary
+    word_ids = _numbered(chain.from_iterable(line_tokens))
+    term_counts = _count_matrix(text_lines, line_ids) @ _count_matrix(line_tokens, word_ids)
+    return term_counts.tocsr(), list(word_ids)
 
 
 def bm25_matrix(

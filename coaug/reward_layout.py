@@ -25,6 +25,7 @@ class SamplingLayout:
     row_group: np.ndarray  # (rows,) group of each query rollout, numbered 0..groups-1
     column_group: np.ndarray  # (columns,) group of each document rollout
     column_key: np.ndarray  # (columns,) key of each document rollout
+    column_relevance: np.ndarray  # (columns,) relevance of each document rollout for its own query
     columns_by_key: np.ndarray  # (columns,) column indices grouped by key, keys in order
     key_start: np.ndarray  # (keys,) where each key's columns start in columns_by_key
     key_size: np.ndarray  # (keys,) rollouts of each key
@@ -44,6 +45,10 @@ class SamplingLayout:
     @property
     def num_keys(self) -> int:
         return len(self.key_size)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_keys)
 
 
 def _first_index(labels: np.ndarray, num_labels: int) -> np.ndarray:
@@ -109,6 +114,7 @@ def sampling_layout(
         row_group=row_group_ids,
         column_group=column_group_ids,
         column_key=column_key,
+        column_relevance=relevance,
         columns_by_key=columns_by_key,
         key_start=key_start,
         key_size=key_size,

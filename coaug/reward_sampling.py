@@ -1,8 +1,8 @@
 """Reward estimation by sampling rollout combinations (METHOD §5), vectorised over samples and rows.
 
 Each mode has two steps, so tests can feed the same draws to a plain loop: ``draw_*`` (the only random
-part, an explicit ``numpy.random.Generator``) and ``*_sums`` (pure: draws -> reward and weight sums
-R[r, c], W[r, c]). ``rewards_from_sums`` turns the sums into one reward per rollout.
+part, an explicit ``numpy.random.Generator``) and ``*_rewards`` (pure: draws -> one reward per query
+rollout and per document rollout).
 
 ``|batch|`` below is the number of rollout texts in the step, queries and documents together: 32 queries
 × 16 texts × 5 rollouts = 2560 in the reference, whose 160 query rollouts give 64·2560 // 160 // 2 = 512
@@ -163,7 +163,12 @@ def joint_sample_ndcg(
     return _ndcg_of_chosen(similarity, layout, _chosen_mask(joint_columns, layout.num_columns), k)
 
 
-def joint_sample_sums(
+def _ratio(total: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """total / weight, 0 where the weight is 0 (METHOD §5)."""
+    return np.divide(total, weight, out=np.zeros_like(total), where=weight != 0)
+
+
+def joint_sample_rewards(
     similarity: np.ndarray,
     layout: SamplingLayout,
     joint_columns: np.ndarray,
@@ -171,18 +176,39 @@ def joint_sample_sums(
     k: int = NDCG_CUTOFF,
     kpos_reweight: float = KPOS_REWEIGHT,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``batch_sampling`` sums: R[r, c] = Σ_m v_mr·w_rc, W[r, c] = Σ_m w_rc over samples m choosing c.
+    """``batch_sampling`` rewards (query rollouts, document rollouts) from the drawn joint samples.
 
-    v_mr = NDCG@k of row r on sample m; w_rc = 1 + λ·gain[r, c] weighs a document's reward towards the
-    queries it is relevant to (METHOD §5).
+    The reference accumulates R[r, c] += v_mr·w_rc and W[r, c] += w_rc for every sample m choosing c,
+    with v_mr = NDCG@k of row r on sample m and w_rc = 1 + λ·gain[r, c] (METHOD §5); a query rollout
+    gets Σ_c R / Σ_c W, a document rollout Σ_r R / Σ_r W. Only those sums are formed here, without the
+    rows × columns matrices:
+    - Σ_c w_rc over one sample's list is the same for every sample (one rollout of every key, and all of
+      a key's rollouts share its gain), so a query rollout's reward is its mean NDCG over the samples;
+    - Σ_r w_rc·v_mr = Σ_r v_mr + λ·relevance(c)·Σ_{r in c's group} v_mr.
     """
     chosen = _chosen_mask(joint_columns, layout.num_columns)
-    values = _ndcg_of_chosen(similarity, layout, chosen, k)
-    weights = 1.0 + kpos_reweight * layout.gain
-    return weights * (values.T @ chosen.astype(np.float64)), weights * chosen.sum(axis=0)
+    values = _ndcg_of_chosen(similarity, layout, chosen, k)  # (samples, rows)
+    num_samples = len(values)
+
+    list_weight = layout.num_keys + kpos_reweight * layout.key_gain.sum(axis=1)
+    query_rewards = _ratio(list_weight * values.sum(axis=0), num_samples * list_weight)
+
+    sample_of_value = np.repeat(np.arange(num_samples), layout.num_rows)
+    group_cells = sample_of_value * layout.num_groups + np.tile(layout.row_group, num_samples)
+    group_values = np.bincount(group_cells, weights=values.ravel(), minlength=num_samples * layout.num_groups)
+    group_values = group_values.reshape(num_samples, layout.num_groups)  # Σ of v over each group's rows
+    # Σ_r w_rc·v_mr at every (sample, chosen column c).
+    own_group_values = np.take_along_axis(group_values, layout.column_group[joint_columns], axis=1)
+    relevance = layout.column_relevance[joint_columns]
+    weighted_values = values.sum(axis=1, keepdims=True) + kpos_reweight * relevance * own_group_values
+    reward_total = np.bincount(joint_columns.ravel(), weights=weighted_values.ravel(), minlength=layout.num_columns)
+    times_chosen = np.bincount(joint_columns.ravel(), minlength=layout.num_columns)
+    column_weight = layout.num_rows + kpos_reweight * layout.gain.sum(axis=0)
+    doc_rewards = _ratio(reward_total, times_chosen * column_weight)
+    return query_rewards, doc_rewards
 
 
-def single_query_sample_sums(
+def single_query_sample_rewards(
     similarity: np.ndarray,
     layout: SamplingLayout,
     rows: np.ndarray,
@@ -190,7 +216,11 @@ def single_query_sample_sums(
     *,
     k: int = NDCG_CUTOFF,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``sampling`` sums: R[r, c] += v and W[r, c] += 1 for every sample of row r choosing c."""
+    """``sampling`` rewards (query rollouts, document rollouts) from the drawn samples.
+
+    R[r, c] += v and W[r, c] += 1 for every sample of row r choosing c (v = its NDCG@k); a query rollout
+    gets Σ_c R / Σ_c W, a document rollout Σ_r R / Σ_r W (METHOD §5).
+    """
     present = columns >= 0
     safe_columns = np.where(present, columns, 0)
     sample_rows = rows[:, None]
@@ -199,20 +229,13 @@ def single_query_sample_sums(
     # A sample holds one rollout of every key of its row's group: that row's ideal DCG, computed once.
     own_keys = layout.key_group[None, :] == layout.row_group[:, None]
     values = normalised(dcg_at_k(scores, gains, k), ideal_dcg(layout.key_gain, k, present=own_keys)[rows])
+
     cells = (sample_rows * layout.num_columns + safe_columns)[present]
+    cell_values = np.broadcast_to(values[:, None], columns.shape)[present]
     size = layout.num_rows * layout.num_columns
     shape = (layout.num_rows, layout.num_columns)
-    reward_sum = np.bincount(cells, weights=np.broadcast_to(values[:, None], columns.shape)[present], minlength=size)
-    weight_sum = np.bincount(cells, minlength=size).astype(np.float64)
-    return reward_sum.reshape(shape), weight_sum.reshape(shape)
-
-
-def _ratio(total: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    return np.divide(total, weight, out=np.zeros_like(total), where=weight != 0)
-
-
-def rewards_from_sums(reward_sum: np.ndarray, weight_sum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Query rollout r: Σ_c R / Σ_c W; document rollout c: Σ_r R / Σ_r W; 0 where the weights sum to 0."""
+    reward_sum = np.bincount(cells, weights=cell_values, minlength=size).reshape(shape)
+    weight_sum = np.bincount(cells, minlength=size).reshape(shape).astype(np.float64)
     query_rewards = _ratio(reward_sum.sum(axis=1), weight_sum.sum(axis=1))
     doc_rewards = _ratio(reward_sum.sum(axis=0), weight_sum.sum(axis=0))
     return query_rewards, doc_rewards

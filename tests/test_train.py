@@ -78,3 +78,31 @@ def test_resume_continues_step_count_and_optimizer_state_exactly(params, tmp_pat
     assert resumed_steps == [1]
     resumed = weights(tmp_path / "policy")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, monkeypatch):
+    from coaug.cli import main
+    from coaug.policy import load_policy
+    from coaug.tracking import configure_mlflow
+
+    params["train"]["steps"] = 1
+    params["dataset"]["name"] = "tiny"
+    params["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "artifact_root": str(tmp_path / "mlruns")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train"]) == 0
+
+    mlflow = configure_mlflow(params)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("coaug-policy", "challenger")
+    assert str(version.version) == "1"
+    assert set(version.tags) == {"git_commit", "dataset_checksum", "params_hash"}
+    run = client.get_run(version.run_id)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "ndcg_in_batch")] == [0]
+    assert "loss" in run.data.metrics and run.data.tags["dvc_stage"] == "train"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"train.json", "curves.csv", "curves.png", "samples"} <= artifacts
+    registered = load_policy("models:/coaug-policy@challenger", tmp_path / "policies")
+    trained = load_policy(str(tmp_path / "policy"), tmp_path / "policies")
+    mine, theirs = trained.model.state_dict(), registered.model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -39,6 +39,7 @@ from coaug.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+SCORE_DECIMALS = 6
 ROLE_OF_SLOT = {QUERY: Role.QUERY, POSITIVE: Role.POSITIVE_DOC, NEGATIVE: Role.NEGATIVE_DOC}
 
 
@@ -99,6 +100,8 @@ class CoaugTrainer:
         columns = [r for r in rollouts if slots[r.slot].role != QUERY]
         scores = self.similarity([self.retrieval_text(slots[r.slot], r) for r in rows],
                                  [self.retrieval_text(slots[r.slot], r) for r in columns])  # fmt: skip
+        # The reference rounds scores to 6 decimals before ranking, which decides its score ties.
+        scores = np.round(scores, SCORE_DECIMALS)
         layout = sampling_layout(
             np.array([slots[r.slot].group for r in rows]), np.array([slots[r.slot].group for r in columns]),
             np.array([self.doc_number[slots[r.slot].text_id] for r in columns]),

@@ -21,6 +21,7 @@ from coaug.beir import read_corpus, read_qrels, read_queries
 from coaug.generation import GenerationParams, generate_batches
 from coaug.parsing import parse_response
 from coaug.policy import Policy, load_policy
+from coaug.quantize import quantized
 from coaug.prompts import Prompt, conversation, document_input, load_prompt
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> 
     config = P.augmentation(params, name)
     prepared = Path(P.get(params, "dataset.prepared_dir"))
     policy = load_policy(config["policy"], P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
+    policy = quantized(policy, P.get(params, "policy.quantize"))
     generation = generation_params(params)
     batch_size = P.get(params, "augment.batch_size")
     cache = AugmentCache(Path(P.get(params, "augment.cache_dir")) / f"{policy.fingerprint}.jsonl")

@@ -26,7 +26,7 @@ class TrainConfig:
     temperature: float = 1.2
     repetition_penalty: float = 1.2
     max_new_tokens: int = 64
-    doc_max_tokens: int = 256  # document TEXT budget before templating (same as inference)
+    doc_max_tokens: int = 256  # document TEXT budget before templating: augment.doc_max_tokens, as at inference
     format: str = "plain"
     query_prompt: str = "sparse_query"
     doc_prompt: str = "sparse_doc"
@@ -55,6 +55,8 @@ class TrainConfig:
 def train_config(params: dict[str, Any]) -> TrainConfig:
     section = dict(P.get(params, "train"))
     section["policy"] = section.get("policy") or P.get(params, "policy.model")
+    # One truncation for training and inference, so the policy is trained on the inputs it will see.
+    section["doc_max_tokens"] = P.get(params, "augment.doc_max_tokens")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(section) - known)
     if unknown:

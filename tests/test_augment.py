@@ -63,20 +63,20 @@ def cache_lines(root: Path) -> list[dict]:
 def test_augment_writes_every_text_once_and_reuses_the_cache(project, monkeypatch, caplog):
     root = project(docs=7, max_new_tokens=6, batch_size=3)
     monkeypatch.chdir(root)
-    assert main(["augment", "--name", "untrained_sparse"]) == 0
-    docs = read_augmentations(root / "augmented" / "untrained_sparse" / "corpus.jsonl")
-    queries = read_augmentations(root / "augmented" / "untrained_sparse" / "queries.jsonl")
+    assert main(["augment", "--name", "untrained"]) == 0
+    docs = read_augmentations(root / "augmented" / "untrained" / "corpus.jsonl")
+    queries = read_augmentations(root / "augmented" / "untrained" / "queries.jsonl")
     assert sorted(docs) == sorted(f"D{i}" for i in range(7)) and sorted(queries) == ["Q0", "Q1", "Q2", "Q3"]
-    stats = json.loads((root / "augmented" / "untrained_sparse" / "stats.json").read_text())
+    stats = json.loads((root / "augmented" / "untrained" / "stats.json").read_text())
     assert stats["doc"]["texts"] == 7 and stats["query"]["texts"] == 4
     assert 0 < stats["doc"]["mean_new_tokens"] <= 6
     assert len(cache_lines(root)) == 11
 
     caplog.clear()
     caplog.set_level(logging.INFO, logger="coaug")
-    assert main(["augment", "--name", "untrained_sparse"]) == 0
-    assert "untrained_sparse docs: 7 texts, 7 cached, 0 to generate" in caplog.text
-    assert read_augmentations(root / "augmented" / "untrained_sparse" / "corpus.jsonl") == docs
+    assert main(["augment", "--name", "untrained"]) == 0
+    assert "untrained docs: 7 texts, 7 cached, 0 to generate" in caplog.text
+    assert read_augmentations(root / "augmented" / "untrained" / "corpus.jsonl") == docs
     assert len(cache_lines(root)) == 11
 
 

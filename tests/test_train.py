@@ -30,9 +30,9 @@ def params(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["dataset"]["prepared_dir"] = str(data)
     params["policy"].update(model=str(build_tiny_word_llama(tmp_path / "tiny")), cache_dir=str(tmp_path / "policies"))
-    params["augment"]["prompts_dir"] = str(REPO / "prompts")
+    params["augment"].update(prompts_dir=str(REPO / "prompts"), doc_max_tokens=16)
     params["train"].update(
-        steps=2, queries_per_step=3, k_pos=1, k_randneg=2, rollouts=3, max_new_tokens=12, doc_max_tokens=16,
+        steps=2, queries_per_step=3, k_pos=1, k_randneg=2, rollouts=3, max_new_tokens=12,
         learning_rate=1e-2, checkpoint_every=1, sample_every=1, generation_batch_size=8, mini_batches=2,
     )  # fmt: skip
     params["train_outputs"] = {

@@ -39,7 +39,7 @@ def augment_texts(
     Empty texts are skipped with a warning and get an empty, format-invalid augmentation.
     """
     generation_key = dataclasses.asdict(generation)
-    keys = {text_id: cache_key(text_id, prompt.digest, policy.fingerprint, generation_key) for text_id in texts}
+    keys = {i: cache_key(i, text, prompt.digest, policy.fingerprint, generation_key) for i, text in texts.items()}
     empty = [text_id for text_id, text in texts.items() if not text.strip()]
     if empty:
         logger.warning("%s: skipping %d empty texts (e.g. '%s')", desc, len(empty), empty[0])

@@ -1,6 +1,7 @@
 """Append-only, crash-safe store of generated augmentations.
 
-One JSON line per result, keyed by (text id, prompt digest, model fingerprint, generation params). Each
+One JSON line per result, keyed by (text id, the exact input text, prompt digest, model fingerprint,
+generation params) — the text itself, so a changed truncation budget or corpus edit never hits stale entries. Each
 batch is appended with one write and fsync'd, so ``kill -9`` can at worst leave a torn LAST line, which
 the next open cuts off (logged). A corrupt line anywhere else is an error naming file and line: that is
 not something a crash produces.
@@ -19,8 +20,8 @@ from coaug.errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def cache_key(text_id: str, prompt_digest: str, model_fingerprint: str, generation: dict) -> str:
-    payload = json.dumps([text_id, prompt_digest, model_fingerprint, generation], sort_keys=True)
+def cache_key(text_id: str, text: str, prompt_digest: str, model_fingerprint: str, generation: dict) -> str:
+    payload = json.dumps([text_id, text, prompt_digest, model_fingerprint, generation], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

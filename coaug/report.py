@@ -10,6 +10,7 @@ from typing import Any
 
 from coaug import params as P
 from coaug.atomic_io import write_json, write_text
+from coaug.errors import CoaugError
 from coaug.evaluation import read_per_query
 from coaug.plots import comparison_bars
 from coaug.significance import compare
@@ -26,12 +27,20 @@ def output_paths(params: dict[str, Any], system_name: str) -> dict[str, Path]:
     }
 
 
+def evaluated(params: dict[str, Any], systems: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``systems`` into those with metrics and those not evaluated yet (a partial ``dvc repro``)."""
+    done = [s for s in systems if output_paths(params, s)["metrics"].is_file()]
+    return done, [s for s in systems if s not in done]
+
+
 def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
     key_metric = P.get(params, "evaluation.significance_metric")
     if baseline not in systems:
         systems = [baseline, *systems]
+    if not output_paths(params, baseline)["metrics"].is_file():
+        raise CoaugError(f"baseline '{baseline}' has no metrics yet: run its evaluate stage first")
     scores = {s: json.loads(output_paths(params, s)["metrics"].read_text()) for s in systems}
     per_query = {s: read_per_query(output_paths(params, s)["per_query"])[key_metric] for s in systems}
     summary: dict[str, Any] = {}
@@ -64,7 +73,10 @@ def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, a
 
 
 def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths."""
+    """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths.
+
+    Systems without metrics yet are named in results.md as not evaluated, never silently dropped."""
+    systems, missing = evaluated(params, systems)
     summary = build_report(params, systems)
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
@@ -84,7 +96,8 @@ def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, 
         f"{title}. Paired tests on {P.get(params, 'evaluation.significance_metric')} "
         f"against {baseline}; * = both p < {alpha}.\n\n"
     )
-    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha))
+    pending = f"\nNot evaluated yet: {', '.join(missing)}.\n" if missing else ""
+    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + pending)
     comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])
     # The headline metric per system, for `dvc plots show` (a sorted horizontal bar chart).
     buffer = io.StringIO()

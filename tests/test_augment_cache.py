@@ -13,10 +13,16 @@ def entry(key: str, text: str) -> dict:
 
 
 def test_key_depends_on_every_part():
-    base = cache_key("D1", "p", "m", {"max_new_tokens": 8})
-    assert base == cache_key("D1", "p", "m", {"max_new_tokens": 8})
-    assert len({base, cache_key("D2", "p", "m", {"max_new_tokens": 8}), cache_key("D1", "q", "m", {"max_new_tokens": 8}),
-                cache_key("D1", "p", "n", {"max_new_tokens": 8}), cache_key("D1", "p", "m", {"max_new_tokens": 9})}) == 5
+    base = cache_key("D1", "text", "p", "m", {"max_new_tokens": 8})
+    assert base == cache_key("D1", "text", "p", "m", {"max_new_tokens": 8})
+    variants = [
+        cache_key("D2", "text", "p", "m", {"max_new_tokens": 8}),
+        cache_key("D1", "text cut shorter", "p", "m", {"max_new_tokens": 8}),
+        cache_key("D1", "text", "q", "m", {"max_new_tokens": 8}),
+        cache_key("D1", "text", "p", "n", {"max_new_tokens": 8}),
+        cache_key("D1", "text", "p", "m", {"max_new_tokens": 9}),
+    ]
+    assert len({base, *variants}) == 6
 
 
 def test_entries_survive_reopen_and_are_never_duplicated(tmp_path):

@@ -106,3 +106,26 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
     trained = load_policy(str(tmp_path / "policy"), tmp_path / "policies")
     mine, theirs = trained.model.state_dict(), registered.model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_lora_trains_adapters_and_saves_a_merged_model(params, tmp_path):
+    params["train"].update(steps=1, lora={"enabled": True, "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+                                          "target_modules": ["q_proj", "v_proj"]})  # fmt: skip
+    logged = {}
+    run_training(params, lambda step, m: logged.setdefault(step, m), lambda *_: None)
+    assert logged[0]["skipped_update"] == 0.0
+    before, after = weights(tmp_path / "tiny"), weights(tmp_path / "policy")
+    assert before.keys() == after.keys()  # merged: a plain model folder, no adapter weights
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(("q_proj" in n or "v_proj" in n) for n in changed)
+
+
+@pytest.mark.parametrize(("ablation", "fixed_role"), [("q_only", "positive"), ("k_only", "query")])
+def test_ablations_keep_one_side_unaugmented(params, ablation, fixed_role):
+    params["train"].update(steps=1, **{ablation: True})
+    samples = []
+    run_training(params, lambda *_: None, lambda step, rows: samples.extend(rows))
+    fixed = [row for row in samples if row[0] == fixed_role]
+    assert fixed and all(augmentation == "" for _, _, augmentation, _ in fixed)
+    other = [row for row in samples if row[0] != fixed_role and (row[0] == "query") == (ablation == "q_only")]
+    assert any(augmentation for _, _, augmentation, _ in other)

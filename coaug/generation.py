@@ -2,7 +2,9 @@
 
 Prompts are sorted by token length so that each batch pads little, and each batch is decoded with
 ``model.generate`` (KV cache, attention mask, position ids from the mask). Greedy batched output equals
-one-at-a-time greedy output: left padding shifts no real token's position and masked pads add nothing.
+one-at-a-time greedy output: left padding shifts no real token's position and masked pads add nothing
+(other batch shapes round differently, so a near-tie could in principle flip a token; none did on the
+tiny test model nor on the SmolLM2 NFCorpus documents checked in benchmarks/augment_throughput.py).
 Results come back one batch at a time so that the caller can persist them and resume after a crash.
 """
 
@@ -43,7 +45,9 @@ class GenerationParams:
         Seeds sampling; batch ``b`` uses ``seed + b``, so the same conversations, batch size and seed give
         the same samples. The global torch RNG is left untouched.
     cache_implementation : str or None
-        transformers KV-cache kind; None (default) is the dynamic cache. "static" preallocates it.
+        transformers KV-cache kind; None (default) is the dynamic cache. "static" preallocates it: on CPU a
+        decoding step is ~25% faster (no per-step concatenation), but only ~2% end to end for documents,
+        whose prefill dominates. Same outputs either way.
     """
 
     max_new_tokens: int = 64

@@ -63,12 +63,13 @@ def decode(policy, ids: list[int]) -> str:
     return policy.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 6])
-def test_batched_greedy_equals_one_at_a_time_greedy(policy, batch_size):
+@pytest.mark.parametrize(("batch_size", "cache"), [(1, None), (3, None), (6, None), (3, "static")])
+def test_batched_greedy_equals_one_at_a_time_greedy(policy, batch_size, cache):
     convs = conversations()
-    params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS)
+    params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS, cache_implementation=cache)
     lengths = {len(ids) for ids in tokenize_conversations(policy, convs)}
-    expected = [decode(policy, ids) for ids in one_at_a_time(policy, convs, params)]
+    reference = one_at_a_time(policy, convs, GenerationParams(max_new_tokens=MAX_NEW_TOKENS))
+    expected = [decode(policy, ids) for ids in reference]
     assert len(lengths) == len(convs), "prompts of distinct lengths, so batches are padded"
     assert len(set(expected)) > 1, "the tiny model must answer different prompts differently"
 
@@ -97,7 +98,9 @@ def test_eos_stops_a_sequence_and_is_counted_but_not_written(policy):
 
     _, results = run_all(policy, convs, params, batch_size=6)
 
-    assert results[0] == Completion(text=decode(policy, free_running[:k]), new_tokens=k + 1)
+    assert results[0] == Completion(
+        text=decode(policy, free_running[:k]), new_tokens=k + 1, token_ids=tuple(free_running[: k + 1])
+    )
     assert all(results[i].new_tokens <= MAX_NEW_TOKENS for i in range(len(convs)))
 
 

@@ -185,7 +185,9 @@ def test_real_smollm2_gguf_conversion_keeps_logits_and_is_reused(tmp_path, monke
     gguf = policy_module._package_path(SMOLLM2_GGUF)
     reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     messages = [{"role": "user", "content": "Statins lower cholesterol and may reduce breast cancer risk."}]
-    ids = reloaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = reloaded.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.inference_mode():
         expected = reference(**ids).logits
         actual = reloaded.model(**ids).logits

@@ -15,15 +15,25 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.pipeline import StageFailed, artifact_key, pipeline
 
 from .conftest import REPO, TINY_BEIR
+from .tiny_models import build_tiny_word_llama
 
 EXPECTED_ORDER = [
     "prepare",
+    "augment@doc2query",
+    "augment@query2doc",
+    "augment@untrained",
     "index@bm25_flat",
     "evaluate@bm25_flat",
     "index@bm25_multifield",
     "evaluate@bm25_multifield",
     "index@dense",
     "evaluate@dense",
+    "index_aug@coaug_untrained_flat",
+    "evaluate_aug@coaug_untrained_flat",
+    "train",
+    "augment_trained@trained_sparse",
+    "index_aug@coaug_trained_flat",
+    "evaluate_aug@coaug_trained_flat",
     "report",
 ]
 
@@ -39,11 +49,20 @@ def make_project(root: Path, source: Path) -> Path:
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(REPO / "coaug", root / "coaug", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "prompts", root / "prompts")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["dataset"].update(name="tiny", source=str(source), prepared_dir="data/tiny")
+    params["dataset"].update(name="tiny", source=str(source), prepared_dir="data/tiny", splits=["test"])
     for system in params["systems"].values():
         system.update(corpus="data/tiny/corpus.jsonl", queries="data/tiny/queries.jsonl")
     params["dense"]["cache_dir"] = str(root / ".cache" / "embeddings")
+    # A tiny local policy keeps the augment and train stages to seconds.
+    params["policy"].update(model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies"))
+    params["generation"]["max_new_tokens"] = 4
+    params["augment"]["doc_max_tokens"] = 16
+    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4)
+    params["augmented_systems"] = {
+        name: params["augmented_systems"][name] for name in ("coaug_untrained_flat", "coaug_trained_flat")
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, cwd=root, check=True)

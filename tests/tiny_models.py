@@ -39,13 +39,14 @@ def build_tokenizer(vocab_size: int = 300):
     return fast
 
 
-def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """Save a tiny random Llama + tokenizer to ``folder`` (a normal HF model folder) and return it."""
+def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None) -> Path:
+    """Save a tiny random Llama + tokenizer (default: :func:`build_tokenizer`) to ``folder`` (a normal HF
+    model folder) and return it."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = Path(folder)
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer or build_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
@@ -81,20 +82,4 @@ def build_word_tokenizer():
 
 def build_tiny_word_llama(folder: str | Path, seed: int = 0) -> Path:
     """Like :func:`build_tiny_llama`, with :func:`build_word_tokenizer`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = Path(folder)
-    tokenizer = build_word_tokenizer()
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-    )  # fmt: skip
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_llama(folder, seed=seed, tokenizer=build_word_tokenizer())

@@ -13,14 +13,24 @@ from pathlib import Path
 import networkx as nx
 
 
-def stage_order(repo: str | Path) -> list[str]:
-    """Stage addresses (``index@bm25_flat``) in an order where every stage follows its dependencies."""
+def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]:
+    """Stage addresses (``index@bm25_flat``) in an order where every stage follows its dependencies.
+
+    With ``targets``, only those stages and everything they depend on (what ``dvc repro TARGET`` would run).
+    """
     from dvc.repo import Repo
 
     # DVC addresses stages relative to the working directory: read them from the repo root.
     with contextlib.chdir(repo), Repo(".") as dvc_repo:
         graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
         names = {stage: stage.addressing for stage in graph.nodes}
+        if targets:
+            by_name = {name: stage for stage, name in names.items()}
+            unknown = sorted(set(targets) - set(by_name))
+            if unknown:
+                raise ValueError(f"unknown DVC stage(s) {', '.join(unknown)}; stages: {', '.join(sorted(by_name))}")
+            wanted = set().union(*({by_name[t], *nx.descendants(graph, by_name[t])} for t in targets))
+            graph = graph.subgraph(wanted)
         dependency_first = nx.lexicographical_topological_sort(graph.reverse(copy=True), key=names.get)
         return [names[stage] for stage in dependency_first]
 
@@ -30,12 +40,16 @@ def repro_command(stage: str) -> list[str]:
     return [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
 
 
-def run_stage(repo: str | Path, stage: str, log_path: Path, tail_lines: int, on_line: Callable[[str], None]) -> tuple[int, str]:
+def run_stage(
+    repo: str | Path, stage: str, log_path: Path, tail_lines: int, on_line: Callable[[str], None],
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, str]:  # fmt: skip
     """Run one stage, streaming its output line by line to ``log_path`` and ``on_line``.
 
-    Returns the exit code and the last ``tail_lines`` lines.
+    ``extra_env`` reaches the stage process (e.g. the MLflow parent run id). Returns the exit code and the
+    last ``tail_lines`` lines.
     """
-    env = dict(os.environ)
+    env = {**os.environ, **(extra_env or {})}
     # dvc.yaml calls `coaug`; make the interpreter's own scripts folder win on PATH.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     log_path.parent.mkdir(parents=True, exist_ok=True)

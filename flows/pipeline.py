@@ -1,8 +1,12 @@
-"""The coaug pipeline as a Prefect flow: every DVC stage in DAG order, one task each, one at a time.
+"""The coaug pipeline as Prefect flows: DVC stages in DAG order, one task each, one at a time.
 
-Run it without a server (Prefect starts a temporary local one) or against ``PREFECT_API_URL``::
+``pipeline`` reproduces every stage (or only ``targets`` and what they depend on); ``evaluate_and_promote``
+is the on-demand path up to the ``promote`` stage. Each flow run opens one MLflow parent run and every
+stage's MLflow run nests under it. Run without a server (Prefect starts a temporary local one) or against
+``PREFECT_API_URL``::
 
     python -m flows.pipeline --repo . --retries 1
+    python -m flows.pipeline --target promote
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import argparse
 import re
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow, get_run_logger, runtime, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.dvc_stages import run_stage, stage_order
+from flows.mlflow_parent import ParentRun, parent_run
 
 LOG_TAIL_LINES = 40
+PROMOTE_STAGE = "promote"
 
 
 def artifact_key(prefix: str, stage: str) -> str:
@@ -31,10 +37,10 @@ class StageFailed(RuntimeError):
 
 # DVC is the cache: Prefect must run the task every time and let `dvc repro` decide what to skip.
 @task(cache_policy=NO_CACHE, task_run_name="dvc-{stage}")
-def dvc_stage(repo: str, stage: str, log_dir: str) -> str:
+def dvc_stage(repo: str, stage: str, log_dir: str, env: dict[str, str]) -> str:
     logger = get_run_logger()
     log_path = Path(log_dir) / f"{stage.replace('@', '-')}.log"
-    code, tail = run_stage(repo, stage, log_path, LOG_TAIL_LINES, logger.info)
+    code, tail = run_stage(repo, stage, log_path, LOG_TAIL_LINES, logger.info, env)
     create_markdown_artifact(
         key=artifact_key("log", stage),
         markdown=f"### `dvc repro {stage}` (exit {code})\n\nFull log: `{log_path}`\n\n```\n{tail}\n```\n",
@@ -46,26 +52,47 @@ def dvc_stage(repo: str, stage: str, log_dir: str) -> str:
 
 
 @flow(name="coaug-pipeline", log_prints=True)
-def pipeline(repo: str = ".", retries: int = 1, retry_delay_seconds: float = 10.0, log_dir: str = "logs") -> list[str]:
-    """Reproduce every DVC stage of ``repo`` in dependency order and publish the results table."""
+def pipeline(
+    repo: str = ".", retries: int = 1, retry_delay_seconds: float = 10.0, log_dir: str = "logs",
+    targets: list[str] | None = None,
+) -> list[str]:  # fmt: skip
+    """Reproduce the DVC stages of ``repo`` (all, or ``targets`` and their upstream) in dependency order and
+    publish the results table."""
     logger = get_run_logger()
     log_dir_path = Path(log_dir) if Path(log_dir).is_absolute() else Path(repo) / log_dir
-    stages = stage_order(repo)
+    stages = stage_order(repo, targets)
     logger.info("stages in order: %s", ", ".join(stages))
-    for stage in stages:
-        # Calling tasks one after another (not .submit) keeps exactly one DVC command running.
-        dvc_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)(repo, stage, str(log_dir_path))
-    publish_results(repo)
+    tags = {"prefect_flow_run_id": str(runtime.flow_run.id), "prefect_flow": runtime.flow_run.flow_name}
+    with parent_run(repo, f"flow-{runtime.flow_run.name}", tags) as parent:
+        create_link_artifact(key="mlflow-run", link=parent.url, link_text="MLflow parent run",
+                             description="this flow run's MLflow run; stage runs nest under it")  # fmt: skip
+        logger.info("MLflow parent run %s: %s", parent.run_id, parent.url)
+        for stage in stages:
+            # Calling tasks one after another (not .submit) keeps exactly one DVC command running.
+            dvc_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)(
+                repo, stage, str(log_dir_path), parent.stage_env()
+            )
+        publish_results(repo, parent)
     return stages
 
 
-def publish_results(repo: str) -> None:
+@flow(name="coaug-evaluate-promote", log_prints=True)
+def evaluate_and_promote(repo: str = ".", retries: int = 1, retry_delay_seconds: float = 10.0, log_dir: str = "logs") -> list[str]:
+    """On demand: bring the ``promote`` stage and everything it depends on up to date (DVC skips what is
+    unchanged), i.e. evaluate @challenger and move @champion if it wins."""
+    return pipeline(repo, retries, retry_delay_seconds, log_dir, targets=[PROMOTE_STAGE])
+
+
+def publish_results(repo: str, parent: ParentRun) -> None:
     import yaml
 
     params = yaml.safe_load((Path(repo) / "params.yaml").read_text())
-    table = Path(repo) / params["outputs"]["reports_dir"] / "results.md"
-    if table.is_file():
-        create_markdown_artifact(key="coaug-results", markdown=table.read_text(), description="retrieval results")
+    reports = Path(repo) / params["outputs"]["reports_dir"]
+    sections = [f"MLflow run: [{parent.run_id}]({parent.url})"]
+    for name in ("results.md", "promotion.md"):
+        if (reports / name).is_file():
+            sections.append((reports / name).read_text())
+    create_markdown_artifact(key="coaug-results", markdown="\n\n".join(sections), description="retrieval results")
 
 
 def main() -> None:
@@ -74,8 +101,10 @@ def main() -> None:
     parser.add_argument("--retries", type=int, default=1, help="retries per stage (default: 1)")
     parser.add_argument("--retry-delay", type=float, default=10.0, help="seconds between retries")
     parser.add_argument("--log-dir", default="logs", help="stage logs, relative to --repo (default: logs)")
+    parser.add_argument("--target", action="append", dest="targets",
+                        help="run only this stage and its upstream (repeatable; default: every stage)")  # fmt: skip
     args = parser.parse_args()
-    pipeline(repo=args.repo, retries=args.retries, retry_delay_seconds=args.retry_delay, log_dir=args.log_dir)
+    pipeline(repo=args.repo, retries=args.retries, retry_delay_seconds=args.retry_delay, log_dir=args.log_dir, targets=args.targets)
 
 
 if __name__ == "__main__":

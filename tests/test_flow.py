@@ -5,17 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
+import mlflow
 import pytest
-import yaml
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import StageFailed, artifact_key, pipeline
 
-from .conftest import REPO, TINY_BEIR
-from .tiny_models import build_tiny_word_llama
+from .conftest import TINY_BEIR
+from .tiny_project import make_project
 
 EXPECTED_ORDER = [
     "prepare",
@@ -44,31 +43,6 @@ def prefect_server():
         yield
 
 
-def make_project(root: Path, source: Path) -> Path:
-    """A git + DVC project with this repo's dvc.yaml and code, pointed at a tiny dataset."""
-    root.mkdir()
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    shutil.copytree(REPO / "coaug", root / "coaug", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "prompts", root / "prompts")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["dataset"].update(name="tiny", source=str(source), prepared_dir="data/tiny", splits=["test"])
-    for system in params["systems"].values():
-        system.update(corpus="data/tiny/corpus.jsonl", queries="data/tiny/queries.jsonl")
-    params["dense"]["cache_dir"] = str(root / ".cache" / "embeddings")
-    # A tiny local policy keeps the augment and train stages to seconds.
-    params["policy"].update(model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies"))
-    params["generation"]["max_new_tokens"] = 4
-    params["augment"]["doc_max_tokens"] = 16
-    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4)
-    params["augmented_systems"] = {
-        name: params["augmented_systems"][name] for name in ("coaug_untrained_flat", "coaug_trained_flat")
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
-        subprocess.run(command, cwd=root, check=True)
-    return root
-
-
 def test_flow_runs_every_stage_in_order_then_skips_them(prefect_server, tmp_path):
     project = make_project(tmp_path / "project", TINY_BEIR)
     assert pipeline(repo=str(project), retries=0) == EXPECTED_ORDER
@@ -76,6 +50,14 @@ def test_flow_runs_every_stage_in_order_then_skips_them(prefect_server, tmp_path
     assert "| bm25_flat |" in (project / "reports" / "results.md").read_text()
     assert "| bm25_flat |" in Artifact.get("coaug-results").data
     assert "exit 0" in Artifact.get(artifact_key("log", "evaluate@dense")).data
+    # One MLflow parent run per flow run; every stage's run nests under it.
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
+    (parent,) = [r for r in runs if r.info.run_name.startswith("flow-")]
+    assert parent.info.status == "FINISHED"
+    assert Artifact.get("mlflow-run").data.endswith(f"/runs/{parent.info.run_id}")
+    nested = {r.data.tags["dvc_stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert nested == set(EXPECTED_ORDER)
 
     assert pipeline(repo=str(project), retries=0) == EXPECTED_ORDER
     for stage in EXPECTED_ORDER:

@@ -1,0 +1,55 @@
+"""One MLflow parent run per flow run; every stage run (a separate ``coaug`` process) nests under it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from coaug import params as P
+from coaug.tracking import PARENT_RUN_ENV, configure_mlflow, git_commit
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    run_id: str
+    url: str  # the run's page in the MLflow UI
+
+    def stage_env(self) -> dict[str, str]:
+        """What a stage process needs to nest its run under this one."""
+        return {PARENT_RUN_ENV: self.run_id}
+
+
+def repo_params(repo: str | Path) -> dict:
+    """The project's params with its MLflow store paths made absolute: the flow process does not run from
+    the project root, the stage processes do, and both must open the same store."""
+    root = Path(repo).resolve()
+    params = P.load_params(root / "params.yaml")
+    section = params["mlflow"]
+    uri = section["tracking_uri"]
+    if uri.startswith(SQLITE_PREFIX) and not Path(uri.removeprefix(SQLITE_PREFIX)).is_absolute():
+        section["tracking_uri"] = SQLITE_PREFIX + str(root / uri.removeprefix(SQLITE_PREFIX))
+    section["artifact_root"] = str(root / section["artifact_root"])
+    return params
+
+
+@contextlib.contextmanager
+def parent_run(repo: str | Path, run_name: str, tags: dict[str, str]) -> Iterator[ParentRun]:
+    """Open the parent run; it ends FINISHED when the block completes and FAILED when it raises."""
+    params = repo_params(repo)
+    with contextlib.chdir(repo):  # git_commit() describes the project, not the flow's working directory
+        commit = git_commit()
+    mlflow = configure_mlflow(params)
+    experiment = mlflow.get_experiment_by_name(P.get(params, "dataset.name"))
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment.experiment_id, run_name=run_name, tags={**tags, "git_commit": commit})
+    ui = P.get(params, "mlflow.ui_url").rstrip("/")
+    status = "FAILED"
+    try:
+        yield ParentRun(run.info.run_id, f"{ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status)

@@ -1,0 +1,38 @@
+"""A git + DVC copy of this project pointed at the tiny BEIR fixture, with a tiny local policy."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .conftest import REPO
+from .tiny_models import build_tiny_word_llama
+
+
+def make_project(root: Path, source: Path) -> Path:
+    """A git + DVC project with this repo's dvc.yaml and code, pointed at a tiny dataset."""
+    root.mkdir()
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copytree(REPO / "coaug", root / "coaug", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "prompts", root / "prompts")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["dataset"].update(name="tiny", source=str(source), prepared_dir="data/tiny", splits=["test"])
+    for system in params["systems"].values():
+        system.update(corpus="data/tiny/corpus.jsonl", queries="data/tiny/queries.jsonl")
+    params["dense"]["cache_dir"] = str(root / ".cache" / "embeddings")
+    # A tiny local policy keeps the augment and train stages to seconds.
+    params["policy"].update(model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies"))
+    params["generation"]["max_new_tokens"] = 4
+    params["augment"]["doc_max_tokens"] = 16
+    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4)
+    params["augmented_systems"] = {
+        name: params["augmented_systems"][name] for name in ("coaug_untrained_flat", "coaug_trained_flat")
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, cwd=root, check=True)
+    return root

@@ -3,6 +3,8 @@
 Results go through :class:`AugmentCache` batch by batch, so an interrupted run (even ``kill -9``) resumes
 where it stopped: nothing is lost, duplicated or generated twice. The outputs are small JSONL files
 ``{"_id", "augmentation"}`` that the index/evaluate stages join to the original texts (coaug.combine).
+``coaug augment --shard I/K`` fills the cache for one shard only, so that K workers can share a corpus pass
+(coaug.augment_shards); ``generation.backend`` picks the engine that decodes (transformers or vLLM).
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coaug import params as P
 from coaug.atomic_io import atomic_directory, atomic_open, write_json
 from coaug.augment_cache import AugmentCache, cache_key
+from coaug.augment_shards import ShardCache, absorb_shards, shard_cache_path, shard_ids
 from coaug.beir import read_corpus, read_qrels, read_queries
-from coaug.generation import GenerationParams, generate_batches
+from coaug.errors import CoaugError
+from coaug.generation import Completion, GenerationParams, generate_batches
 from coaug.parsing import parse_response
 from coaug.policy import Policy, load_policy
 from coaug.quantize import quantized
@@ -28,11 +34,15 @@ logger = logging.getLogger(__name__)
 
 SIDES = ("doc", "query")
 SIDE_LABELS = {"doc": "docs", "query": "queries"}
+BACKENDS = ("transformers", "vllm")
+
+# generate_batches(policy, conversations, params, batch_size, desc) -> (indices, completions) per batch
+Generate = Callable[[Policy, list[list[dict]], GenerationParams, int, str], Iterator[tuple[list[int], list[Completion]]]]
 
 
 def augment_texts(
-    policy: Policy, prompt: Prompt, texts: dict[str, str], generation: GenerationParams, cache: AugmentCache,
-    batch_size: int, desc: str,
+    policy: Policy, prompt: Prompt, texts: dict[str, str], generation: GenerationParams, cache: AugmentCache | ShardCache,
+    batch_size: int, desc: str, generate: Generate,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Augment every ``id -> user text``; cached results are reused, new ones are cached per batch.
 
@@ -46,7 +56,7 @@ def augment_texts(
     todo = [text_id for text_id, text in texts.items() if text.strip() and keys[text_id] not in cache]
     logger.info("%s: %d texts, %d cached, %d to generate", desc, len(texts), len(texts) - len(todo) - len(empty), len(todo))
     conversations = [conversation(prompt, texts[text_id]) for text_id in todo]
-    for indices, completions in generate_batches(policy, conversations, generation, batch_size, desc):
+    for indices, completions in generate(policy, conversations, generation, batch_size, desc):
         entries = []
         for index, completion in zip(indices, completions):
             parsed = parse_response(completion.text, prompt.format)
@@ -62,22 +72,47 @@ def augment_texts(
 
 
 def generation_params(params: dict[str, Any]) -> GenerationParams:
-    """Inference decoding from params.yaml ``generation`` (greedy by default, METHOD §7)."""
+    """Inference decoding from params.yaml ``generation`` (greedy by default, METHOD §7). Other keys of the
+    section (``backend``) choose how to decode, not what: they stay out of the cache key."""
     section = P.get(params, "generation")
     fields = {f.name for f in dataclasses.fields(GenerationParams)}
     return GenerationParams(**{k: v for k, v in section.items() if k in fields})
 
 
-def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> dict[str, Any]:
-    """Augment the corpus and/or the eval-split queries as ``augmentations.<name>`` says."""
+def generation_backend(name: str, quantize: str) -> Generate:
+    """The ``generate_batches`` of backend ``name`` (params.yaml ``generation.backend``) for a policy
+    quantised as ``policy.quantize`` says."""
+    if name == "transformers":
+        return generate_batches
+    if name == "vllm":
+        from coaug import generation_vllm
+
+        if quantize != "none":
+            # vLLM loads the weights from disk: the int8 fingerprint would label unquantised output.
+            raise CoaugError("params: policy.quantize must be none for generation.backend 'vllm'")
+        generation_vllm.require_vllm()
+        return generation_vllm.generate_batches
+    raise CoaugError(f"params: generation.backend must be one of {', '.join(BACKENDS)}, got '{name}'")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What an augmentation run reads: its config, the policy and the user text of each side (id -> text)."""
+
+    config: dict[str, Any]
+    policy: Policy
+    texts: dict[str, dict[str, str]]
+
+    def cache_path(self, params: dict[str, Any]) -> Path:
+        return Path(P.get(params, "augment.cache_dir")) / f"{self.policy.fingerprint}.jsonl"
+
+
+def load_inputs(params: dict[str, Any], name: str) -> Inputs:
     config = P.augmentation(params, name)
     prepared = Path(P.get(params, "dataset.prepared_dir"))
     policy = load_policy(config["policy"], P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
     policy = quantized(policy, P.get(params, "policy.quantize"))
-    generation = generation_params(params)
-    batch_size = P.get(params, "augment.batch_size")
-    cache = AugmentCache(Path(P.get(params, "augment.cache_dir")) / f"{policy.fingerprint}.jsonl")
-    texts = {"doc": {}, "query": {}}
+    texts: dict[str, dict[str, str]] = {"doc": {}, "query": {}}
     if config["doc_prompt"]:
         budget = P.get(params, "augment.doc_max_tokens")
         corpus = read_corpus(prepared / "corpus.jsonl")
@@ -86,6 +121,17 @@ def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> 
         qrels = read_qrels(prepared / "qrels" / f"{P.get(params, 'dataset.eval_split')}.tsv")
         queries = read_queries(prepared / "queries.jsonl")
         texts["query"] = {qid: queries[qid] for qid in qrels if qid in queries}
+    return Inputs(config, policy, texts)
+
+
+def augment_sides(
+    params: dict[str, Any], name: str, inputs: Inputs, cache: AugmentCache | ShardCache, generate: Generate,
+    label: str = "",
+) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:  # fmt: skip
+    """Augment both sides of ``inputs`` through ``cache``; returns the stats and ``side -> id -> result``."""
+    generation = generation_params(params)
+    batch_size = P.get(params, "augment.batch_size")
+    config, policy = inputs.config, inputs.policy
     stats: dict[str, Any] = {"policy": config["policy"], "fingerprint": policy.fingerprint, "format": config["format"]}
     results = {}
     for side in SIDES:
@@ -95,12 +141,39 @@ def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> 
             continue
         prompt = load_prompt(P.get(params, "augment.prompts_dir"), config["format"], prompt_name)
         started = time.perf_counter()
-        results[side] = augment_texts(policy, prompt, texts[side], generation, cache, batch_size, f"{name} {SIDE_LABELS[side]}")
+        desc = f"{name} {SIDE_LABELS[side]}{label}"
+        results[side] = augment_texts(policy, prompt, inputs.texts[side], generation, cache, batch_size, desc, generate)
         stats[side] = side_stats(results[side], time.perf_counter() - started)
+    return stats, results
+
+
+def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> dict[str, Any]:
+    """Augment the corpus and/or the eval-split queries as ``augmentations.<name>`` says.
+
+    Shard caches left by ``coaug augment --shard`` for this policy are absorbed first, so after a sharded
+    run this only finds everything cached and writes the outputs.
+    """
+    generate = generation_backend(P.get(params, "generation.backend"), P.get(params, "policy.quantize"))
+    inputs = load_inputs(params, name)
+    cache = AugmentCache(inputs.cache_path(params))
+    absorb_shards(cache)
+    stats, results = augment_sides(params, name, inputs, cache, generate)
     with atomic_directory(out_dir) as staging:
         for side, filename in (("doc", "corpus.jsonl"), ("query", "queries.jsonl")):
             write_augmentations(staging / filename, results[side])
         write_json(staging / "stats.json", stats)
+    return stats
+
+
+def run_augmentation_shard(params: dict[str, Any], name: str, index: int, count: int) -> dict[str, Any]:
+    """Generate shard ``index`` of ``count`` of each side into the shard's own cache file (reusing what the
+    main cache holds); writes no outputs. Returns the shard's stats."""
+    generate = generation_backend(P.get(params, "generation.backend"), P.get(params, "policy.quantize"))
+    inputs = load_inputs(params, name)
+    main = inputs.cache_path(params)
+    cache = ShardCache(AugmentCache(main), AugmentCache(shard_cache_path(main, index, count)))
+    texts = {side: {i: every[i] for i in shard_ids(list(every), index, count)} for side, every in inputs.texts.items()}
+    stats, _ = augment_sides(params, name, dataclasses.replace(inputs, texts=texts), cache, generate, f" shard {index}/{count}")
     return stats
 
 

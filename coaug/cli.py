@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -43,10 +44,15 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.augment import SIDES, run_augmentation
+    from coaug.augment import SIDES, run_augmentation, run_augmentation_shard
+    from coaug.augment_shards import parse_shard
     from coaug.tracking import stage_run
 
     augmentation = P.flatten({"augmentation": P.augmentation(params, args.name)})  # fails on an unknown name first
+    if args.shard:
+        # A shard only fills the cache; the unsharded run that absorbs it is the stage MLflow records.
+        run_augmentation_shard(params, args.name, *parse_shard(args.shard))
+        return
     out_dir = Path(P.get(params, "augment.out_dir")) / args.name
     with stage_run(params, "augment", ["generation", "augment"], augmentation) as mlflow:
         stats = run_augmentation(params, args.name, out_dir)
@@ -57,10 +63,15 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.launcher import needs_launch, relaunch
     from coaug.registry import params_hash, register_policy
     from coaug.train import run_training
     from coaug.tracking import dataset_checksum, git_commit, stage_run
 
+    processes = P.get(params, "train.num_processes")
+    if needs_launch(processes, os.environ):  # before any MLflow run: the launched processes open their own
+        relaunch(processes, args.params, args.verbose)
+        return
     outputs = P.get(params, "train_outputs")
     with stage_run(params, "train", ["train", "generation"]) as mlflow:
         def log_step(step: int, metrics: dict[str, float]) -> None:
@@ -149,9 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
         "decoding of augmentations.<NAME> (greedy, repetition penalty 1.2 by default). Documents are shown as "
         "'{title}. {text}' with the text cut to augment.doc_max_tokens first. Results are cached per batch "
         "(fsync'd, keyed by text id, prompt, model and decoding), so a killed run resumes where it stopped. "
-        "Writes augment.out_dir/<NAME>/{corpus,queries}.jsonl and stats.json (format-valid rate, lengths).",
+        "Writes augment.out_dir/<NAME>/{corpus,queries}.jsonl and stats.json (format-valid rate, lengths). "
+        "With --shard I/K it generates only every K-th text from position I into its own cache file and writes "
+        "no outputs; the next unsharded run absorbs the shard files and writes the outputs "
+        "(flows/sharded_augment.py runs the K shards as parallel tasks when augment.shards > 1).",
     )  # fmt: skip
     augment.add_argument("--name", required=True, help="a key of `augmentations` in params.yaml")
+    augment.add_argument("--shard", metavar="I/K", help="generate shard I (from 0) of K into the cache only")
     add(
         "train", cmd_train, "train the policy with bidirectional RL and register it as @challenger",
         "Bidirectional RL with reward sampling (METHOD.md 3-6): composite batches of queries and their "
@@ -159,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rewards, centred group advantages scaled by role, clip-higher PPO. Checkpoints every "
         "train.checkpoint_every steps and resumes from the newest after a crash. Logs per-step curves and "
         "sample tables to MLflow, writes the policy to train_outputs.policy_dir and registers it as a new "
-        "version of registry.model_name with alias @challenger.",
+        "version of registry.model_name with alias @challenger. With train.num_processes > 1 it relaunches "
+        "itself through `accelerate launch` (one process per GPU).",
     )  # fmt: skip
     index = add(
         "index", cmd_index, "build a system's Lucene BM25 or faiss index from its corpus",

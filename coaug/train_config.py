@@ -50,6 +50,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     sample_every: int = 10  # steps between logged tables of sample generations
     seed: int = 0
+    num_processes: int = 1  # processes `accelerate launch` starts (coaug.launcher); 1 = train in this process
 
 
 def train_config(params: dict[str, Any]) -> TrainConfig:

@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.dvc_stages import run_stage, stage_order
 from flows.mlflow_parent import ParentRun, parent_run
+from flows.sharded_augment import augment_stage_shards
 
 LOG_TAIL_LINES = 40
 PROMOTE_STAGE = "promote"
@@ -68,6 +69,8 @@ def pipeline(
                              description="this flow run's MLflow run; stage runs nest under it")  # fmt: skip
         logger.info("MLflow parent run %s: %s", parent.run_id, parent.url)
         for stage in stages:
+            # augment.shards > 1: the augmentation's shards run first as parallel tasks; the stage then only merges.
+            augment_stage_shards(repo, stage, log_dir=str(log_dir_path))
             # Calling tasks one after another (not .submit) keeps exactly one DVC command running.
             dvc_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)(
                 repo, stage, str(log_dir_path), parent.stage_env()

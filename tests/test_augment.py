@@ -16,48 +16,16 @@ import yaml
 
 from coaug.augment import read_augmentations
 from coaug.cli import main
-from coaug.prepare import prepare
 
-from .conftest import REPO
-from .tiny_models import build_tiny_llama
-
-WORDS = "breast cancer statin cholesterol vitamin bone density green tea asthma children diet fruit".split()
-
-
-def write_beir(folder: Path, docs: int) -> Path:
-    """A synthetic BEIR collection of ``docs`` documents and 4 test queries."""
-    (folder / "qrels").mkdir(parents=True)
-    with (folder / "corpus.jsonl").open("w") as handle:
-        for i in range(docs):
-            text = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(8 + i % 7))
-            handle.write(json.dumps({"_id": f"D{i}", "title": f"Doc {i}", "text": text}) + "\n")
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"Q{i}", "text": WORDS[i]}) + "\n" for i in range(4)))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"Q{i}\tD{i}\t1\n" for i in range(min(4, docs))))
-    return folder
+from .augment_project import cache_lines, make_project
 
 
 @pytest.fixture
 def project(tmp_path):
-    """A scratch project: prepared synthetic data, a tiny Llama as the policy, params pointing at both."""
+    """A scratch project (tests/augment_project.py) in ``tmp_path``."""
     def make(docs: int, max_new_tokens: int, batch_size: int) -> Path:
-        source = write_beir(tmp_path / "beir", docs)
-        prepare(str(source), None, ["test"], 0, tmp_path / "data" / "synthetic")
-        params = yaml.safe_load((REPO / "params.yaml").read_text())
-        params["dataset"].update(name="synthetic", prepared_dir=str(tmp_path / "data" / "synthetic"), splits=["test"])
-        params["policy"].update(model=str(build_tiny_llama(tmp_path / "tiny-llama")), cache_dir=str(tmp_path / "policies"))
-        params["generation"]["max_new_tokens"] = max_new_tokens
-        params["augment"].update(
-            batch_size=batch_size, prompts_dir=str(REPO / "prompts"), cache_dir=str(tmp_path / "cache"),
-            out_dir=str(tmp_path / "augmented"),
-        )  # fmt: skip
-        params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        return tmp_path
+        return make_project(tmp_path, docs, max_new_tokens, batch_size)
     return make
-
-
-def cache_lines(root: Path) -> list[dict]:
-    return [json.loads(line) for path in (root / "cache").glob("*.jsonl") for line in path.read_text().splitlines()]
 
 
 def test_augment_writes_every_text_once_and_reuses_the_cache(project, monkeypatch, caplog):

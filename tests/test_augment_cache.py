@@ -49,3 +49,10 @@ def test_corrupt_middle_line_is_an_error(tmp_path):
     with pytest.raises(DataError) as error:
         AugmentCache(path)
     assert str(error.value) == f"{path}:2: corrupt cache entry (delete the file to regenerate)"
+
+
+def test_key_is_stable_across_releases():
+    # Caches of whole corpus passes are keyed by this; a change would silently regenerate all of them.
+    generation = {"max_new_tokens": 24, "repetition_penalty": 1.2, "do_sample": False}
+    key = cache_key("D1", "Doc 1. text", "pppppppp", "0123456789abcdef", generation)
+    assert key == "a59d459eb1452e57cf6ee4a045f20a49326aeed5876671f7986ca266867d55c8"

@@ -32,8 +32,11 @@ EXPECTED_ORDER = [
     "evaluate_aug@coaug_untrained_flat",
     "train",
     "augment_trained@trained_sparse",
+    "index_aug@coaug_trained_dense",
+    "evaluate_aug@coaug_trained_dense",
     "index_aug@coaug_trained_flat",
     "evaluate_aug@coaug_trained_flat",
+    "promote",
     "report",
 ]
 
@@ -60,9 +63,9 @@ def make_project(root: Path, source: Path) -> Path:
     params["generation"]["max_new_tokens"] = 4
     params["augment"]["doc_max_tokens"] = 16
     params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4)
-    params["augmented_systems"] = {
-        name: params["augmented_systems"][name] for name in ("coaug_untrained_flat", "coaug_trained_flat")
-    }
+    # The trained systems are the ones `promote` evaluates and serves.
+    kept = ("coaug_untrained_flat", "coaug_trained_flat", "coaug_trained_dense")
+    params["augmented_systems"] = {name: params["augmented_systems"][name] for name in kept}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, cwd=root, check=True)

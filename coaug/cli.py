@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -136,6 +137,24 @@ def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
             mlflow.log_artifact(str(path))
 
 
+def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.promote import promote
+
+    report = promote(params)
+    logger.info("%s v%s: %s", report["model_name"], report["challenger_version"], report["reason"])
+
+
+def cmd_search(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.search import ServedSearch, result_json, result_table
+
+    engine = ServedSearch(params, args.alias or P.get(params, "search.alias"), args.dense)
+    k = args.k if args.k is not None else P.get(params, "search.k")
+    for query in args.queries:
+        result = engine.search(query, k)
+        sys.stdout.write(json.dumps(result_json(result), ensure_ascii=False) + "\n" if args.json else result_table(result))
+        sys.stdout.flush()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coaug", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -199,6 +218,27 @@ def build_parser() -> argparse.ArgumentParser:
         "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline.",
     )  # fmt: skip
     report.add_argument("--systems", nargs="*", help="systems to include (default: all in params.yaml)")
+    add(
+        "promote", cmd_promote, "champion/challenger: promote the trained policy if it beats the champion",
+        "Record the evaluation of the registry's @challenger (promotion.system's per-query NDCG@10, logged as an "
+        "artifact, eval.* version tags), compare it with the @champion's own recorded evaluation (or with "
+        "evaluation.baseline when there is no champion) and promote only if the mean gain is at least "
+        "promotion.min_delta with a paired t-test p <= promotion.max_p_value. The decision and its reason are "
+        "tagged on the version (promotion.*) and written to reports/promotion.json; a promotion moves "
+        "@champion and snapshots the indexes of promotion.serve_systems with a manifest into "
+        "promotion.serving_dir, for `coaug search`.",
+    )  # fmt: skip
+    search = add(
+        "search", cmd_search, "search the served champion with ad-hoc queries",
+        "Load the serving bundle written by `coaug promote` and the registry version its alias points at "
+        "(once), then for each query: augment it with the policy and the served query prompt, join it as the "
+        "served system does and print the top-k hits (rank, doc id, score, title) and the augmented query.",
+    )  # fmt: skip
+    search.add_argument("queries", nargs="+", metavar="QUERY", help="one or more queries")
+    search.add_argument("--alias", help="registry alias to serve (default: search.alias)")
+    search.add_argument("--k", type=int, help="hits per query (default: search.k)")
+    search.add_argument("--dense", action="store_true", help="search the served dense index instead of BM25")
+    search.add_argument("--json", action="store_true", help="one JSON object per query: query, augmentation, hits, seconds")
     return parser
 
 

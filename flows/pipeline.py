@@ -12,6 +12,7 @@ stage's MLflow run nests under it. Run without a server (Prefect starts a tempor
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -92,9 +93,10 @@ def publish_results(repo: str, parent: ParentRun) -> None:
     params = yaml.safe_load((Path(repo) / "params.yaml").read_text())
     reports = Path(repo) / params["outputs"]["reports_dir"]
     sections = [f"MLflow run: [{parent.run_id}]({parent.url})"]
-    for name in ("results.md", "promotion.md"):
-        if (reports / name).is_file():
-            sections.append((reports / name).read_text())
+    if (reports / "promotion.json").is_file():
+        sections.append(f"**Promotion:** {json.loads((reports / 'promotion.json').read_text())['reason']}")
+    if (reports / "results.md").is_file():
+        sections.append((reports / "results.md").read_text())
     create_markdown_artifact(key="coaug-results", markdown="\n\n".join(sections), description="retrieval results")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,11 @@ EXPECTED_ORDER = [
     "evaluate_aug@coaug_untrained_flat",
     "train",
     "augment_trained@trained_sparse",
+    "index_aug@coaug_trained_dense",
+    "evaluate_aug@coaug_trained_dense",
     "index_aug@coaug_trained_flat",
     "evaluate_aug@coaug_trained_flat",
+    "promote",
     "report",
 ]
 
@@ -58,6 +62,18 @@ def test_flow_runs_every_stage_in_order_then_skips_them(prefect_server, tmp_path
     assert Artifact.get("mlflow-run").data.endswith(f"/runs/{parent.info.run_id}")
     nested = {r.data.tags["dvc_stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert nested == set(EXPECTED_ORDER)
+    # The trained policy is registered, promoted (no champion yet, it does not lose to BM25) and served.
+    (version,) = mlflow.MlflowClient().search_model_versions("name='coaug-policy'")
+    assert sorted(version.aliases) == ["challenger", "champion"]
+    assert version.tags["promotion.decision"] == "promoted"
+    assert version.tags["promotion.compared_against"] == "baseline bm25_flat"
+    assert json.loads((project / "reports" / "promotion.json").read_text())["promote"] is True
+    found = subprocess.run(
+        [sys.executable, "-m", "coaug.cli", "search", "--json", "--k", "2", "breast cancer cholesterol"],
+        cwd=project, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (answer,) = map(json.loads, found.stdout.splitlines())
+    assert answer["query"] == "breast cancer cholesterol" and len(answer["hits"]) == 2
 
     assert pipeline(repo=str(project), retries=0) == EXPECTED_ORDER
     for stage in EXPECTED_ORDER:

@@ -29,9 +29,11 @@ def make_project(root: Path, source: Path) -> Path:
     params["generation"]["max_new_tokens"] = 4
     params["augment"]["doc_max_tokens"] = 16
     params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4)
-    params["augmented_systems"] = {
-        name: params["augmented_systems"][name] for name in ("coaug_untrained_flat", "coaug_trained_flat")
-    }
+    # The trained systems are the ones `promote` evaluates and serves.
+    kept = ("coaug_untrained_flat", "coaug_trained_flat", "coaug_trained_dense")
+    params["augmented_systems"] = {name: params["augmented_systems"][name] for name in kept}
+    # Three test queries cannot make a t-test significant: any challenger that does not lose to BM25 is served.
+    params["promotion"].update(min_delta=0.0, max_p_value=1.0)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(command, cwd=root, check=True)

@@ -59,11 +59,13 @@ def test_flow_runs_every_stage_in_order_then_skips_them(prefect_server, tmp_path
     runs = mlflow.search_runs(experiment_names=["tiny"], output_format="list")
     (parent,) = [r for r in runs if r.info.run_name.startswith("flow-")]
     assert parent.info.status == "FINISHED"
-    assert Artifact.get("mlflow-run").data.endswith(f"/runs/{parent.info.run_id}")
+    assert f"/runs/{parent.info.run_id})" in Artifact.get("mlflow-run").data  # [text](url)
     nested = {r.data.tags["dvc_stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
     assert nested == set(EXPECTED_ORDER)
     # The trained policy is registered, promoted (no champion yet, it does not lose to BM25) and served.
-    (version,) = mlflow.MlflowClient().search_model_versions("name='coaug-policy'")
+    client = mlflow.MlflowClient()
+    (listed,) = client.search_model_versions("name='coaug-policy'")
+    version = client.get_model_version("coaug-policy", listed.version)  # search results carry no aliases
     assert sorted(version.aliases) == ["challenger", "champion"]
     assert version.tags["promotion.decision"] == "promoted"
     assert version.tags["promotion.compared_against"] == "baseline bm25_flat"

@@ -53,6 +53,14 @@ def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
             )  # fmt: skip
             entry[f"vs_{baseline}"] = {"metric": key_metric, **tests}
         summary[name] = entry
+    for name, reference in P.get(params, "evaluation.comparisons").items():
+        if name in summary and output_paths(params, reference)["per_query"].is_file():
+            reference_scores = read_per_query(output_paths(params, reference)["per_query"])[key_metric]
+            tests = compare(
+                per_query[name], reference_scores, P.get(params, "evaluation.bootstrap_samples"),
+                P.get(params, "evaluation.seed"),
+            )  # fmt: skip
+            summary[name][f"vs_{reference}"] = {"metric": key_metric, **tests}
     return summary
 
 
@@ -69,6 +77,19 @@ def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, a
         else:
             cells += ["—", "—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparisons_table(summary: dict[str, Any], comparisons: dict[str, str], metric: str, alpha: float) -> str:
+    """The ``evaluation.comparisons`` pairs that were both evaluated (e.g. trained vs untrained policy)."""
+    rows = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in comparisons.items()
+            if name in summary and f"vs_{reference}" in summary[name]]  # fmt: skip
+    if not rows:
+        return ""
+    lines = [f"| system | against | Δ {metric} | p (t-test) | p (bootstrap) |", "|---|---|---|---|---|"]
+    for name, reference, test in rows:
+        mark = "*" if max(test["p_ttest"], test["p_bootstrap"]) < alpha else ""
+        lines.append(f"| {name} | {reference} | {test['mean_diff']:+.4f}{mark} | {test['p_ttest']:.2g} | {test['p_bootstrap']:.2g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +118,9 @@ def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, 
         f"against {baseline}; * = both p < {alpha}.\n\n"
     )
     pending = f"\nNot evaluated yet: {', '.join(missing)}.\n" if missing else ""
-    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + pending)
+    pairs = comparisons_table(summary, P.get(params, "evaluation.comparisons"), key_metric, alpha)
+    pairs = f"\nPaired tests between systems (evaluation.comparisons):\n\n{pairs}" if pairs else ""
+    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + pairs + pending)
     comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])
     # The headline metric per system, for `dvc plots show` (a sorted horizontal bar chart).
     buffer = io.StringIO()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from coaug.report import markdown_table
+from coaug.report import comparisons_table, markdown_table
 
 SUMMARY = {
     "bm25_flat": {"NDCG@10": 0.32181, "Recall@100": 0.2457},
@@ -51,3 +51,39 @@ def test_report_names_systems_not_evaluated_yet(tmp_path):
     assert list(summary) == ["bm25_flat", "dense"]
     assert summary["dense"]["vs_bm25_flat"]["mean_diff"] == pytest.approx(0.2)
     assert paths["table"].read_text().endswith("\nNot evaluated yet: coaug_trained_flat.\n")
+
+
+def test_comparisons_table_lists_evaluated_pairs_only():
+    summary = {
+        "trained": {"vs_untrained": {"metric": "NDCG@10", "mean_diff": 0.0072, "p_ttest": 0.02, "p_bootstrap": 0.03}},
+        "other": {},
+    }
+    assert comparisons_table(summary, {"trained": "untrained", "other": "x", "absent": "y"}, "NDCG@10", 0.05) == (
+        "| system | against | Δ NDCG@10 | p (t-test) | p (bootstrap) |\n"
+        "|---|---|---|---|---|\n"
+        "| trained | untrained | +0.0072* | 0.02 | 0.03 |\n"
+    )
+    assert comparisons_table(summary, {"other": "x"}, "NDCG@10", 0.05) == ""
+
+
+def test_report_tests_each_comparison_pair(tmp_path):
+    import json
+
+    import yaml
+
+    from coaug.report import write_report
+
+    from .conftest import REPO
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"))
+    params["evaluation"].update(metrics=["NDCG@10"], bootstrap_samples=50, comparisons={"dense": "bm25_multifield"})
+    (tmp_path / "metrics").mkdir()
+    for name, values in {"bm25_flat": (0.5, 0.1), "bm25_multifield": (0.25, 0.25), "dense": (0.75, 0.25)}.items():
+        (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"NDCG@10": sum(values) / 2}))
+        (tmp_path / "metrics" / f"{name}.perquery.tsv").write_text(
+            "query_id\tNDCG@10\n" + "".join(f"q{i}\t{v}\n" for i, v in enumerate(values))
+        )
+    summary, paths = write_report(params, ["bm25_flat", "bm25_multifield", "dense"])
+    assert summary["dense"]["vs_bm25_multifield"]["mean_diff"] == pytest.approx(0.25)
+    assert "\n| dense | bm25_multifield | +0.2500 |" in paths["table"].read_text()

@@ -64,7 +64,7 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.launcher import needs_launch, relaunch
+    from coaug.launcher import is_main_process, needs_launch, relaunch
     from coaug.registry import params_hash, register_policy
     from coaug.train import run_training
     from coaug.tracking import dataset_checksum, git_commit, stage_run
@@ -72,6 +72,9 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
     processes = P.get(params, "train.num_processes")
     if needs_launch(processes, os.environ):  # before any MLflow run: the launched processes open their own
         relaunch(processes, args.params, args.verbose)
+        return
+    if not is_main_process(os.environ):  # the other launched processes train but log and register nothing
+        run_training(params, lambda step, metrics: None, lambda step, rows: None)
         return
     outputs = P.get(params, "train_outputs")
     with stage_run(params, "train", ["train", "generation"]) as mlflow:

@@ -26,6 +26,11 @@ def needs_launch(num_processes: int, environ: Mapping[str, str]) -> bool:
     return num_processes > 1 and not any(name in environ for name in LAUNCHED_ENV)
 
 
+def is_main_process(environ: Mapping[str, str]) -> bool:
+    """Rank 0 of a launched group (or an unlaunched process): the one that logs to MLflow and registers."""
+    return environ.get("RANK", "0") == "0"
+
+
 def launch_command(python: str, num_processes: int, params_file: str, verbose: bool) -> list[str]:
     """``accelerate launch`` running ``coaug train`` with the same params file in ``num_processes`` processes."""
     coaug = ["-m", "coaug.cli", "--params", params_file, *(["--verbose"] if verbose else []), "train"]

@@ -65,9 +65,14 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
         log_step(step, metrics)
         if (step + 1) % config.sample_every == 0 or step == total - 1:
             log_samples(step, trainer._last_samples)
-        if (step + 1) % config.checkpoint_every == 0 or step == total - 1:
+        # Under `accelerate launch` every process trains; only the main one writes files.
+        if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or step == total - 1):
             save_checkpoint(checkpoint_dir, step + 1, trainer.model, policy.tokenizer, trainer.optimizer,
                             {"history": history}, keep=config.keep_checkpoints)  # fmt: skip
+    accelerator.wait_for_everyone()
+    summary = summarise(history, config)
+    if not accelerator.is_main_process:
+        return summary
     final_model = trainer.accelerator.unwrap_model(trainer.model)
     if config.lora.get("enabled"):
         final_model = final_model.merge_and_unload()
@@ -75,7 +80,6 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
         final_model.save_pretrained(staging, safe_serialization=True)
         policy.tokenizer.save_pretrained(staging)
     write_curves(paths["curves"], history)
-    summary = summarise(history, config)
     write_json(paths["metrics"], summary)
     return summary
 

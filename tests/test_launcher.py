@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from coaug.errors import CoaugError
-from coaug.launcher import launch_command, needs_launch
+from coaug.launcher import is_main_process, launch_command, needs_launch
 from coaug.train_config import train_config
 
 from .conftest import REPO
@@ -63,3 +63,8 @@ def test_train_relaunches_once_and_a_failed_launch_is_one_line(tmp_path):
     assert result.stderr.count("relaunching: ") == 1
     assert f"coaug train: error: {tmp_path}/unprepared/corpus.jsonl: file not found" in result.stderr
     assert result.stderr.splitlines()[-1] == "coaug train: error: accelerate launch of 2 training processes exited with code 1"
+
+
+@pytest.mark.parametrize(("environ", "expected"), [({}, True), ({"RANK": "0"}, True), ({"RANK": "1"}, False)])
+def test_only_rank_zero_logs_and_registers(environ, expected):
+    assert is_main_process(environ) is expected

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from coaug import runtime_env
 from coaug.generation import Completion, GenerationParams, completion_from_ids, generate_batches, tokenize_conversations
+from coaug.naive_generation import generate_one_at_a_time
 from coaug.policy import Policy, load_policy
 from coaug.prompts import Prompt, conversation, document_input, load_prompt
 from coaug.quantize import quantized
@@ -134,18 +135,7 @@ def doc_conversation(policy: Policy, prompt: Prompt, doc: dict, text_tokens: int
 
 def naive_generate(policy: Policy, conversations: list[list[dict]], params: GenerationParams) -> list[Completion]:
     """One plain ``model.generate`` per document (dynamic KV cache): no padding, no batching."""
-    import torch
-
-    completions = []
-    for ids in tokenize_conversations(policy, conversations):
-        prompt = torch.tensor([ids])
-        with torch.inference_mode():
-            output = policy.model.generate(
-                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=params.max_new_tokens,
-                repetition_penalty=params.repetition_penalty, do_sample=False,
-            )  # fmt: skip
-        completions.append(completion_from_ids(policy, output[0, prompt.shape[1] :].tolist()))
-    return completions
+    return [completion_from_ids(policy, ids) for ids in generate_one_at_a_time(policy, conversations, params)]
 
 
 def batched_generate(policy, conversations, params, batch_size) -> list[Completion]:

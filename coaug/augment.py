@@ -42,13 +42,15 @@ Generate = Callable[[Policy, list[list[dict]], GenerationParams, int, str], Iter
 
 def augment_texts(
     policy: Policy, prompt: Prompt, texts: dict[str, str], generation: GenerationParams, cache: AugmentCache | ShardCache,
-    batch_size: int, desc: str, generate: Generate,
+    batch_size: int, desc: str, generate: Generate, backend: str,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Augment every ``id -> user text``; cached results are reused, new ones are cached per batch.
 
-    Empty texts are skipped with a warning and get an empty, format-invalid augmentation.
+    Empty texts are skipped with a warning and get an empty, format-invalid augmentation. The cache key
+    holds the decoding settings and the engine (``backend``); the policy fingerprint holds its dtype: engines
+    and dtypes round differently, so their outputs are never mixed.
     """
-    generation_key = dataclasses.asdict(generation)
+    generation_key = decoding_key(generation, backend)
     keys = {i: cache_key(i, text, prompt.digest, policy.fingerprint, generation_key) for i, text in texts.items()}
     empty = [text_id for text_id, text in texts.items() if not text.strip()]
     if empty:
@@ -71,9 +73,14 @@ def augment_texts(
     return {text_id: cache.get(keys[text_id]) if keys[text_id] in cache else skipped for text_id in texts}
 
 
+def decoding_key(generation: GenerationParams, backend: str) -> dict[str, Any]:
+    """What the cache key records of the decoding: every setting and the engine that ran it."""
+    return {**dataclasses.asdict(generation), "backend": backend}
+
+
 def generation_params(params: dict[str, Any]) -> GenerationParams:
-    """Inference decoding from params.yaml ``generation`` (greedy by default, METHOD §7). Other keys of the
-    section (``backend``) choose how to decode, not what: they stay out of the cache key."""
+    """Inference decoding from params.yaml ``generation`` (greedy by default, METHOD §7); ``backend`` is
+    read apart (:func:`generation_backend`)."""
     section = P.get(params, "generation")
     fields = {f.name for f in dataclasses.fields(GenerationParams)}
     return GenerationParams(**{k: v for k, v in section.items() if k in fields})
@@ -131,8 +138,13 @@ def augment_sides(
     """Augment both sides of ``inputs`` through ``cache``; returns the stats and ``side -> id -> result``."""
     generation = generation_params(params)
     batch_size = P.get(params, "augment.batch_size")
+    backend = P.get(params, "generation.backend")
     config, policy = inputs.config, inputs.policy
-    stats: dict[str, Any] = {"policy": config["policy"], "fingerprint": policy.fingerprint, "format": config["format"]}
+    # The resolved dtype and engine: with policy.dtype auto the same params give other outputs on another CPU.
+    stats: dict[str, Any] = {
+        "policy": config["policy"], "fingerprint": policy.fingerprint, "format": config["format"],
+        "dtype": policy.dtype, "backend": backend,
+    }  # fmt: skip
     results = {}
     for side in SIDES:
         prompt_name = config[f"{side}_prompt"]
@@ -142,7 +154,7 @@ def augment_sides(
         prompt = load_prompt(P.get(params, "augment.prompts_dir"), config["format"], prompt_name)
         started = time.perf_counter()
         desc = f"{name} {SIDE_LABELS[side]}{label}"
-        results[side] = augment_texts(policy, prompt, inputs.texts[side], generation, cache, batch_size, desc, generate)
+        results[side] = augment_texts(policy, prompt, inputs.texts[side], generation, cache, batch_size, desc, generate, backend)
         stats[side] = side_stats(results[side], time.perf_counter() - started)
     return stats, results
 

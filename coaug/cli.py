@@ -57,6 +57,7 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
     out_dir = Path(P.get(params, "augment.out_dir")) / args.name
     with stage_run(params, "augment", ["generation", "augment"], augmentation) as mlflow:
         stats = run_augmentation(params, args.name, out_dir)
+        mlflow.set_tags({"dtype": stats["dtype"], "backend": stats["backend"]})
         for side in SIDES:
             if side in stats:
                 mlflow.log_metrics({f"{side}.{key}": value for key, value in stats[side].items()})
@@ -88,6 +89,7 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
 
         summary = run_training(params, log_step, log_samples)
         mlflow.log_metrics({f"final.{k}": v for k, v in summary.items() if isinstance(v, float)})
+        mlflow.set_tag("compute_dtype", summary["compute_dtype"])
         from coaug.plots import training_curves
 
         training_curves(outputs["curves"], outputs["curves_plot"])

@@ -6,13 +6,21 @@ one-at-a-time greedy output: left padding shifts no real token's position and ma
 (other batch shapes round differently, so a near-tie could in principle flip a token; none did on the
 tiny test model nor on the SmolLM2 NFCorpus documents checked in benchmarks/augment_throughput.py).
 Results come back one batch at a time so that the caller can persist them and resume after a crash.
+
+Prompts that start with the same tokens (the chat template and system prompt: ~35 of a document prompt's
+~124 tokens) share one prefill of that prefix: its KV cache is computed once (:class:`PromptPrefix`) and
+each batch continues from a copy. The batch is laid out as ``[prefix][left padding][rest of prompt]``; the
+pads are masked and positions follow the mask, so every real token sees what it saw without the prefix
+cache. ``model.generate`` still receives the whole prompt, so the repetition penalty covers prompt and
+output exactly as transformers and vLLM define it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -80,6 +88,47 @@ def tokenize_conversations(policy: Policy, conversations: list[list[dict]]) -> l
     return ids
 
 
+def common_prefix(prompts: list[list[int]]) -> list[int]:
+    """The longest token prefix that every prompt starts with, leaving at least one token of each prompt
+    outside it (generation must be fed at least one new token). Empty for no prompts."""
+    if not prompts:
+        return []
+    shortest = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    length = 0
+    while length < shortest and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return first[:length]
+
+
+class PromptPrefix:
+    """The KV cache of a token prefix, computed once and copied into every batch that starts with it."""
+
+    def __init__(self, policy: Policy, ids: list[int]):
+        import torch
+
+        self.ids = list(ids)
+        model = policy.model
+        with torch.inference_mode():
+            prefix = torch.tensor([self.ids], device=model.device)
+            self._cache = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True).cache
+
+    def starts(self, prompt: list[int]) -> bool:
+        """True when ``prompt`` begins with this prefix and goes on past it."""
+        return len(prompt) > len(self.ids) and prompt[: len(self.ids)] == self.ids
+
+    def cache_for(self, batch_size: int):
+        """A fresh copy of the prefix's cache for ``batch_size`` rows (generation appends to it)."""
+        cache = copy.deepcopy(self._cache)
+        cache.batch_repeat_interleave(batch_size)
+        return cache
+
+
+def template_prefix(policy: Policy, make_conversation: Callable[[str], list[dict]]) -> list[int]:
+    """The tokens that every conversation ``make_conversation(user_text)`` starts with, whatever the text."""
+    return common_prefix(tokenize_conversations(policy, [make_conversation(text) for text in ("a", "b")]))
+
+
 def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped into batches of similar length (longest first, so the slowest batch and any
     out-of-memory error come early); ties keep input order."""
@@ -90,8 +139,9 @@ def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def generate_batches(
-    policy: Policy, conversations: list[list[dict]], params: GenerationParams, batch_size: int, desc: str
-) -> Iterator[tuple[list[int], list[Completion]]]:
+    policy: Policy, conversations: list[list[dict]], params: GenerationParams, batch_size: int, desc: str,
+    prefix: PromptPrefix | None = None, reuse_prefix: bool = True,
+) -> Iterator[tuple[list[int], list[Completion]]]:  # fmt: skip
     """Generate one completion per conversation, yielding ``(indices, completions)`` batch by batch.
 
     Parameters
@@ -106,6 +156,12 @@ def generate_batches(
         Texts decoded together. Larger batches raise throughput until compute saturates.
     desc : str
         Progress-bar label.
+    prefix : PromptPrefix, optional
+        A prefix computed earlier (e.g. once per served prompt); by default the prefix that all of
+        ``conversations`` share is computed here. Batches that do not start with it are decoded without.
+        Only the dynamic KV cache continues from a prefix (``cache_implementation`` None).
+    reuse_prefix : bool
+        False prefills every prompt whole (the plain engine, for comparisons).
 
     Yields
     ------
@@ -116,11 +172,17 @@ def generate_batches(
     """
     prompts = tokenize_conversations(policy, conversations)
     batches = length_buckets([len(p) for p in prompts], batch_size)
+    if params.cache_implementation is not None or not reuse_prefix:
+        prefix = None
+    elif prefix is None and len(prompts) > 1 and (shared := common_prefix(prompts)):
+        prefix = PromptPrefix(policy, shared)
     generated = 0
     started = time.perf_counter()
     with tqdm(total=len(prompts), desc=desc, unit="text") as bar:
         for number, indices in enumerate(batches):
-            completions = _generate_batch(policy, [prompts[i] for i in indices], params, params.seed + number)
+            batch = [prompts[i] for i in indices]
+            batch_prefix = prefix if prefix is not None and all(prefix.starts(p) for p in batch) else None
+            completions = _generate_batch(policy, batch, params, params.seed + number, batch_prefix)
             generated += sum(c.new_tokens for c in completions)
             bar.update(len(indices))
             bar.set_postfix(tok_per_s=f"{generated / (time.perf_counter() - started):.0f}")
@@ -128,11 +190,23 @@ def generate_batches(
     logger.info("%s: %d texts, %d new tokens in %.1f s", desc, len(prompts), generated, time.perf_counter() - started)
 
 
-def _generate_batch(policy: Policy, prompts: list[list[int]], params: GenerationParams, seed: int) -> list[Completion]:
+def _generate_batch(
+    policy: Policy, prompts: list[list[int]], params: GenerationParams, seed: int, prefix: PromptPrefix | None
+) -> list[Completion]:
     import torch
 
     model = policy.model
-    inputs = policy.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(model.device)
+    cached = {}
+    if prefix is None:
+        inputs = policy.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(model.device)
+    else:
+        rests = policy.tokenizer.pad({"input_ids": [p[len(prefix.ids) :] for p in prompts]}, padding=True, return_tensors="pt")
+        shared = torch.tensor([prefix.ids] * len(prompts))
+        inputs = {
+            "input_ids": torch.cat([shared, rests["input_ids"]], dim=1).to(model.device),
+            "attention_mask": torch.cat([torch.ones_like(shared), rests["attention_mask"]], dim=1).to(model.device),
+        }
+        cached["cache"] = prefix.cache_for(len(prompts))
     sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
     with torch.inference_mode(), torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(seed)
@@ -142,6 +216,7 @@ def _generate_batch(policy: Policy, prompts: list[list[int]], params: Generation
             repetition_penalty=params.repetition_penalty,
             do_sample=params.do_sample,
             cache_implementation=params.cache_implementation,
+            **cached,
             **(sampling if params.do_sample else {}),
         )  # fmt: skip
     return [completion_from_ids(policy, ids) for ids in output[:, inputs["input_ids"].shape[1] :].tolist()]

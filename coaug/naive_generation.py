@@ -1,6 +1,6 @@
 """The unbatched reference path: one plain ``model.generate`` per conversation, no padding, greedy.
 
-The batched engine (coaug.generation) must reproduce its outputs; the throughput benchmark measures against it.
+The batched engine (coaug.generation) must reproduce its outputs (tests/test_generation.py).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any
 from coaug import runtime_env
 from coaug.atomic_io import atomic_directory, write_json
 from coaug.errors import CoaugError
+from coaug.precision import machine_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,15 @@ class Policy:
     tokenizer : transformers.PreTrainedTokenizerBase
         Left padding (batched decoding appends on the right), pad = eos when the model has no pad token.
     fingerprint : str
-        16 hex digits identifying the weights and load dtype, for caches keyed by model.
+        16 hex digits identifying the weights and the resolved dtype, for caches keyed by model.
+    dtype : str
+        The dtype the weights were loaded in (``auto`` already resolved for this machine).
     """
 
     model: Any
     tokenizer: Any
     fingerprint: str
+    dtype: str = "float32"
 
 
 def load_policy(spec: str, cache_dir: str | Path, dtype: str = "float32") -> Policy:
@@ -68,9 +72,9 @@ def load_policy(spec: str, cache_dir: str | Path, dtype: str = "float32") -> Pol
     cache_dir : str or Path
         Where GGUF conversions and MLflow downloads are kept (created if missing).
     dtype : str
-        torch dtype name for the weights. float32 by default: it is what the policy trains in on CPU and it
-        keeps GGUF-converted logits identical; ``"auto"`` keeps the checkpoint's own dtype (e.g. bf16 for a
-        7B model on a GPU).
+        torch dtype name for the weights, or ``auto`` (coaug.precision: bf16 where the machine computes it
+        natively, else fp32). float32 by default: it is what the policy trains in and it keeps outputs
+        bit-identical across CPU types.
 
     Raises
     ------
@@ -81,16 +85,18 @@ def load_policy(spec: str, cache_dir: str | Path, dtype: str = "float32") -> Pol
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    resolved = machine_dtype(dtype)
     model_dir, tokenizer_dir, digests = resolve_policy_folder(spec, cache_dir)
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolved))
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     _prepare_for_batched_generation(model, tokenizer)
-    fingerprint = hashlib.sha256(f"dtype={dtype}\n".encode())
+    # The resolved dtype, not the request: "auto" means different weights on different machines.
+    fingerprint = hashlib.sha256(f"dtype={resolved}\n".encode())
     for name in sorted(digests):
         fingerprint.update(digests[name].encode())
-    logger.info("policy %s loaded from %s (fingerprint %s)", spec, model_dir, fingerprint.hexdigest()[:FINGERPRINT_HEX])
-    return Policy(model=model, tokenizer=tokenizer, fingerprint=fingerprint.hexdigest()[:FINGERPRINT_HEX])
+    fingerprint_hex = fingerprint.hexdigest()[:FINGERPRINT_HEX]
+    logger.info("policy %s loaded from %s in %s (fingerprint %s)", spec, model_dir, resolved, fingerprint_hex)
+    return Policy(model=model, tokenizer=tokenizer, fingerprint=fingerprint_hex, dtype=resolved)
 
 
 def resolve_policy_folder(spec: str, cache_dir: str | Path) -> tuple[Path, Path, dict[str, str]]:

@@ -22,7 +22,7 @@ from coaug.augment import generation_params
 from coaug.beir import read_corpus
 from coaug.combine import augmented_query
 from coaug.errors import CoaugError
-from coaug.generation import generate_batches
+from coaug.generation import PromptPrefix, generate_batches, template_prefix
 from coaug.parsing import parse_response
 from coaug.policy import load_policy
 from coaug.prompts import conversation
@@ -76,6 +76,9 @@ class ServedSearch:
         if self._prompt is not None:
             policy = load_policy(f"models:/{name}/{version}", P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
             self._policy = quantized(policy, P.get(params, "policy.quantize"))
+            # The template and system prompt are the same for every query: prefilled once, here.
+            prefix = template_prefix(self._policy, lambda text: conversation(self._prompt, text))
+            self._prefix = PromptPrefix(self._policy, prefix) if prefix else None
         self._generation = generation_params(params)
         self._retrieve = _retriever(params, manifest, self.system, served_index(serving_dir, self.system))
         corpus = read_corpus(Path(manifest["prepared_dir"]) / "corpus.jsonl")
@@ -102,7 +105,7 @@ class ServedSearch:
             return ""
         conversations = [conversation(self._prompt, query)]
         # One query is one batch.
-        ((_, completions),) = generate_batches(self._policy, conversations, self._generation, 1, "augment query")
+        ((_, completions),) = generate_batches(self._policy, conversations, self._generation, 1, "augment query", self._prefix)
         return parse_response(completions[0].text, self._prompt.format).augmentation
 
     def _title(self, doc_id: str) -> str:

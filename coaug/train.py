@@ -42,7 +42,9 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     queries = read_queries(prepared / "queries.jsonl")
     qrels = read_qrels(prepared / "qrels" / f"{config.split}.tsv")
 
-    policy = load_policy(config.policy, P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
+    # Training keeps fp32 master weights whatever policy.dtype says; train.dtype sets the compute (autocast).
+    cache_dir = P.get(params, "policy.cache_dir")
+    policy = load_policy(config.policy, cache_dir, "float32")
     if config.lora.get("enabled"):
         policy.model = with_lora(policy.model, config.lora)
     prompts_dir = P.get(params, "augment.prompts_dir")
@@ -52,7 +54,11 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     }
     similarity = make_similarity(config, params, corpus)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator)
+    def load_initial():
+        return load_policy(config.policy, cache_dir, "float32").model.to(accelerator.device)
+
+    trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator, load_initial)
+    logger.info("training computes in %s (train.dtype %s)", trainer.compute_dtype, config.dtype)
 
     checkpoint_dir = Path(paths["checkpoint_dir"])
     start, history = resume(trainer, checkpoint_dir)
@@ -70,7 +76,7 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
             save_checkpoint(checkpoint_dir, step + 1, trainer.model, policy.tokenizer, trainer.optimizer,
                             {"history": history}, keep=config.keep_checkpoints)  # fmt: skip
     accelerator.wait_for_everyone()
-    summary = summarise(history, config)
+    summary = {**summarise(history, config), "compute_dtype": trainer.compute_dtype}
     if not accelerator.is_main_process:
         return summary
     final_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -120,6 +126,7 @@ def resume(trainer: CoaugTrainer, checkpoint_dir: Path) -> tuple[int, list[dict]
     if unexpected or any(p.requires_grad for n, p in model.named_parameters() if n in missing):
         raise CoaugError(f"{checkpoint}: checkpoint does not match the model ({len(missing)} missing, {len(unexpected)} unexpected)")
     trainer.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    trainer.sync_rollout_weights()
     logger.info("resumed from %s at step %d", checkpoint, state["step"])
     return state["step"], state["history"]
 
@@ -150,7 +157,8 @@ def summarise(history: list[dict], config: TrainConfig) -> dict[str, Any]:
         "ndcg_in_batch_last": mean_of("ndcg_in_batch", history[-window:]),
         "reward_query_last": mean_of("reward_query_mean", history[-window:]),
         "format_valid_rate_last": mean_of("format_valid_rate", history[-window:]),
-        "kl_to_initial_last": mean_of("kl_to_initial", history[-window:]),
+        # Measured every train.kl_every steps only: the latest measurement.
+        "kl_to_initial_last": next((r["kl_to_initial"] for r in reversed(history) if "kl_to_initial" in r), float("nan")),
         "skipped_updates": int(sum(r.get("skipped_update", 0) for r in history)),
         "queries_per_step": config.queries_per_step,
         "rollouts": config.rollouts,

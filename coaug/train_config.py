@@ -8,6 +8,7 @@ from typing import Any
 
 from coaug import params as P
 from coaug.errors import CoaugError
+from coaug.precision import resolve_dtype
 
 SIMILARITIES = ("bm25", "dense")
 
@@ -45,6 +46,9 @@ class TrainConfig:
     epsilon_low: float = 0.2
     epsilon_high: float = 0.28  # clip-higher (DAPO)
     generation_batch_size: int = 16
+    micro_batch_size: int = 8  # sequences per forward pass when scoring and updating (memory only: same maths)
+    dtype: str = "auto"  # autocast dtype of rollouts and update (coaug.precision); weights stay fp32
+    kl_every: int = 10  # steps between measurements of the KL to the initial policy (a metric); 0 = never
     lora: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
@@ -65,6 +69,11 @@ def train_config(params: dict[str, Any]) -> TrainConfig:
     config = TrainConfig(**section)
     if config.similarity not in SIMILARITIES:
         raise CoaugError(f"params: train.similarity must be one of {', '.join(SIMILARITIES)}")
+    if config.micro_batch_size < 1:
+        raise CoaugError(f"params: train.micro_batch_size must be >= 1, got {config.micro_batch_size}")
+    if config.kl_every < 0:
+        raise CoaugError(f"params: train.kl_every must be >= 0, got {config.kl_every}")
+    resolve_dtype(config.dtype, cuda_bf16=False, cpu_flags=frozenset())  # rejects an unknown dtype name early
     if config.q_only and config.k_only:
         raise CoaugError("params: train.q_only and train.k_only exclude each other")
     return config

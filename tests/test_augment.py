@@ -48,6 +48,35 @@ def test_augment_writes_every_text_once_and_reuses_the_cache(project, monkeypatc
     assert len(cache_lines(root)) == 11
 
 
+def test_dtype_and_engine_are_recorded_and_separate_cache_entries(project, monkeypatch):
+    root = project(docs=3, max_new_tokens=4, batch_size=3)
+    monkeypatch.chdir(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+
+    def run(dtype: str) -> dict:
+        params["policy"]["dtype"] = dtype
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        assert main(["augment", "--name", "untrained"]) == 0
+        return json.loads((root / "augmented" / "untrained" / "stats.json").read_text())
+
+    fp32 = run("float32")
+    bf16 = run("bfloat16")
+
+    assert (fp32["dtype"], fp32["backend"], bf16["dtype"]) == ("float32", "transformers", "bfloat16")
+    assert fp32["fingerprint"] != bf16["fingerprint"]
+    # One cache file per fingerprint: the bf16 run generated its own 3 docs + 3 eval queries.
+    assert sorted(len(path.read_text().splitlines()) for path in (root / "cache").glob("*.jsonl")) == [6, 6]
+
+
+def test_cache_key_names_the_engine():
+    from coaug.augment import decoding_key
+    from coaug.augment_cache import cache_key
+    from coaug.generation import GenerationParams
+
+    keys = {cache_key("D1", "text", "p", "m", decoding_key(GenerationParams(), backend)) for backend in ("transformers", "vllm")}
+    assert len(keys) == 2
+
+
 def test_doc_only_augmentation_leaves_queries_empty(project, monkeypatch):
     root = project(docs=3, max_new_tokens=4, batch_size=2)
     monkeypatch.chdir(root)

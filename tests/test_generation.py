@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from coaug.generation import Completion, GenerationParams, generate_batches, length_buckets, tokenize_conversations
+from coaug.generation import (
+    Completion, GenerationParams, PromptPrefix, common_prefix, generate_batches, length_buckets, template_prefix,
+    tokenize_conversations,
+)
 from coaug.naive_generation import generate_one_at_a_time
 from coaug.policy import load_policy
 
@@ -115,3 +118,36 @@ def test_prompt_is_the_chat_template_with_the_generation_prompt(policy):
     (ids,) = tokenize_conversations(policy, [[{"role": "user", "content": "green tea"}]])
 
     assert policy.tokenizer.decode(ids) == "<|im_start|>user\ngreen tea<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_common_prefix_leaves_every_prompt_a_token_to_feed():
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 7]]) == [1, 2]
+    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == [1, 2]  # not the whole of the shorter prompt
+    assert common_prefix([[9, 1], [8, 1]]) == []
+    assert common_prefix([]) == []
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_prefix_cache_gives_the_same_output_as_a_whole_prefill(policy, do_sample):
+    convs = conversations(7)
+    params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS, do_sample=do_sample, temperature=1.2, seed=3)
+    prompts = tokenize_conversations(policy, convs)
+    assert len(common_prefix(prompts)) >= 5, "the shared chat template + system prompt is the prefix"
+
+    whole = dict(pair for indices, done in generate_batches(policy, convs, params, 3, "t", reuse_prefix=False)
+                 for pair in zip(indices, done))  # fmt: skip
+    _, shared = run_all(policy, convs, params, batch_size=3)
+
+    assert shared == whole
+
+
+def test_a_prefix_computed_once_serves_later_calls(policy):
+    convs = conversations(4)
+    params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS)
+    prefix = PromptPrefix(policy, template_prefix(policy, lambda text: [convs[0][0], {"role": "user", "content": text}]))
+    _, expected = run_all(policy, convs, params, batch_size=1)
+
+    for index, conv in enumerate(convs):  # one conversation per call, as `coaug search` does
+        ((_, (completion,)),) = generate_batches(policy, [conv], params, 1, "t", prefix=prefix)
+        assert prefix.starts(tokenize_conversations(policy, [conv])[0])
+        assert completion == expected[index]

@@ -17,8 +17,8 @@ from .tiny_models import build_tiny_word_llama
 STEP_METRICS = {
     "reward_query_mean", "reward_query_std", "reward_positive_doc_mean", "reward_positive_doc_std",
     "reward_negative_doc_mean", "reward_negative_doc_std", "ndcg_in_batch", "format_valid_rate", "response_tokens",
-    "advantage_nonzero", "generated_tokens_per_s", "step_seconds", "loss", "clip_fraction", "grad_norm", "entropy",
-    "kl_to_initial", "skipped_nonfinite", "skipped_update",
+    "advantage_nonzero", "generated_tokens_per_s", "generation_seconds", "update_seconds", "step_seconds", "loss",
+    "clip_fraction", "grad_norm", "entropy", "kl_to_initial", "skipped_nonfinite", "skipped_update",
 }  # fmt: skip
 
 
@@ -34,6 +34,7 @@ def params(tmp_path):
     params["train"].update(
         steps=2, queries_per_step=3, k_pos=1, k_randneg=2, rollouts=3, max_new_tokens=12,
         learning_rate=1e-2, checkpoint_every=1, sample_every=1, generation_batch_size=8, mini_batches=2,
+        micro_batch_size=4, kl_every=2,
     )  # fmt: skip
     params["train_outputs"] = {
         "checkpoint_dir": str(tmp_path / "ckpt"), "policy_dir": str(tmp_path / "policy"),
@@ -51,9 +52,10 @@ def test_two_steps_change_every_parameter_and_log_every_metric(params, tmp_path)
     logged, samples = {}, []
     summary = run_training(params, lambda step, m: logged.setdefault(step, m), lambda step, rows: samples.append((step, rows)))
     assert sorted(logged) == [0, 1]
-    for step in (0, 1):
-        assert set(logged[step]) == STEP_METRICS, step
-        assert logged[step]["skipped_update"] == 0.0
+    # The KL metric is measured every kl_every (2) steps; at step 0 the policy is still the initial one.
+    assert set(logged[0]) == STEP_METRICS and set(logged[1]) == STEP_METRICS - {"kl_to_initial"}
+    assert logged[0]["kl_to_initial"] == 0.0
+    assert logged[0]["skipped_update"] == logged[1]["skipped_update"] == 0.0
     assert [step for step, _ in samples] == [0, 1]
     # 3 queries x (1 text + 1 positive + 2 negatives) x 3 rollouts
     assert len(samples[0][1]) == 36
@@ -114,6 +116,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(params, tmp_path):
     logged = {}
     run_training(params, lambda step, m: logged.setdefault(step, m), lambda *_: None)
     assert logged[0]["skipped_update"] == 0.0
+    assert logged[0]["kl_to_initial"] == 0.0  # measured with the adapters disabled: the initial policy
     before, after = weights(tmp_path / "tiny"), weights(tmp_path / "policy")
     assert before.keys() == after.keys()  # merged: a plain model folder, no adapter weights
     changed = {name for name in before if not torch.equal(before[name], after[name])}

@@ -1,0 +1,108 @@
+"""One RL step on NFCorpus, before and after the cheaper step, side by side in one run.
+
+Each configuration starts from the same policy and runs the same step (same queries, same seed) of the
+params.yaml ``train`` batch (by default 2 queries x (1 + 3 positives + 4 negatives) x 4 rollouts = 64
+sampled texts): it prints the seconds spent sampling the rollouts, computing the rewards and updating, and the
+ratio of each to the first configuration. The configurations:
+
+- ``before``: what the trainer did until now: fp32, rollouts decoded 16 at a time, the model head and a
+  full-vocabulary log-softmax on every prompt and completion position
+  (coaug.sequence_logprobs.full_softmax_scores), all sequences of a mini-batch in one forward, and the KL to the initial policy measured on every step (then from a deep
+  copy held in memory; here the starting weights are reloaded, ~1 s);
+- ``after``: the defaults: completion-only log-probs, micro-batches, the KL every ``kl_every`` steps,
+  ``train.dtype`` (auto: bf16 where the CPU computes bf16 natively: rollouts from a bf16 cast of the
+  weights, scoring and update under autocast) and ``generation_batch_size``; full fine-tuning;
+- ``after + lora``: the same with LoRA adapters (params.yaml ``train.lora``) instead of full fine-tuning.
+
+The CPU's model and flags come first. Do not run it beside the pipeline: 2 cores are shared.
+
+    .venv/bin/python benchmarks/train_step.py [--step 1] [--configurations before after after+lora]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from coaug import params as P, runtime_env
+from coaug.beir import read_corpus, read_qrels, read_queries
+from coaug.precision import describe_machine, machine_dtype
+from coaug.prompts import load_prompt
+from coaug.sequence_logprobs import full_softmax_scores
+from coaug.train import make_similarity, with_lora
+from coaug.train_config import train_config
+
+CONFIGURATIONS = ("before", "after", "after+lora")
+
+
+def main() -> None:
+    args = parse_args()
+    runtime_env.configure()
+    import torch
+    from accelerate import Accelerator
+
+    from coaug import trainer as trainer_module
+    from coaug.policy import load_policy
+
+    params = P.load_params(args.params)
+    base = train_config(params)
+    data = Path(args.data)
+    corpus, queries = read_corpus(data / "corpus.jsonl"), read_queries(data / "queries.jsonl")
+    qrels = read_qrels(data / "qrels" / f"{base.split}.tsv")
+    prompts = {kind: load_prompt(P.get(params, "augment.prompts_dir"), base.format, getattr(base, f"{kind}_prompt"))
+               for kind in ("query", "doc")}  # fmt: skip
+    similarity = make_similarity(base, params, corpus)
+    cache_dir = P.get(params, "policy.cache_dir")
+    print(f"CPU: {describe_machine()} | train.dtype {base.dtype} -> {machine_dtype(base.dtype)} | load {load()}")
+    texts = base.queries_per_step * (1 + base.k_pos + base.k_hardneg + base.k_randneg) * base.rollouts
+    print(f"step {args.step}: {texts} sampled texts, {base.max_new_tokens} new tokens, {base.mini_batches} mini-batches")
+
+    fast_scores = trainer_module.completion_scores
+    first = None
+    for name in args.configurations:
+        config = base
+        if name == "before":
+            config = dataclasses.replace(base, dtype="float32", kl_every=1, micro_batch_size=texts, generation_batch_size=16)
+            # The reference scorer in the fast scorer's place: head + log-softmax on every position.
+            trainer_module.completion_scores = lambda model, sequences, micro_batch_size, **kw: full_softmax_scores(model, sequences, **kw)
+        else:
+            trainer_module.completion_scores = fast_scores
+        if name == "after+lora":
+            config = dataclasses.replace(base, lora={**base.lora, "enabled": True})
+        torch.manual_seed(config.seed)
+        policy = load_policy(config.policy, cache_dir, "float32")
+        if config.lora.get("enabled"):
+            policy.model = with_lora(policy.model, config.lora)
+        trainer = trainer_module.CoaugTrainer(
+            config, policy, prompts, corpus, queries, qrels, similarity, Accelerator(cpu=True),
+            lambda: load_policy(config.policy, cache_dir, "float32").model,
+        )  # fmt: skip
+        metrics = trainer.step(args.step)
+        times = {
+            "sampling": metrics["generation_seconds"], "update": metrics["update_seconds"],
+            "reward": metrics["step_seconds"] - metrics["generation_seconds"] - metrics["update_seconds"],
+            "step": metrics["step_seconds"],
+        }  # fmt: skip
+        first = first or times
+        print(f"{name:<11} " + "  ".join(f"{k} {v:6.1f} s (x{first[k] / v:4.2f})" for k, v in times.items())
+              + f"  | loss {metrics.get('loss', float('nan')):.4f} grad norm {metrics.get('grad_norm', float('nan')):.3f}"
+              f" entropy {metrics.get('entropy', float('nan')):.3f} | load {load()}")  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="../shared/datasets/nfcorpus", help="a BEIR folder with the train split")
+    parser.add_argument("--step", type=int, default=1, help="which step's batch (1: a step without the KL metric)")
+    parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
+    return parser.parse_args()
+
+
+def load() -> str:
+    return "%.1f" % os.getloadavg()[0]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Completion-only log-probs equal the full-softmax reference; micro-batching changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from coaug.sequence_logprobs import align_completions, completion_scores, full_softmax_scores
+
+from .tiny_models import build_tiny_llama
+
+PAD = 0
+# Prompts and completions of different lengths, so both paddings are exercised.
+SEQUENCES = [([5, 6, 7, 8, 9], [10, 11]), ([12, 13], [14, 15, 16, 17]), ([18, 19, 20, 21], [22]), ([23], [24, 25, 26])]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = build_tiny_llama(tmp_path_factory.mktemp("scores") / "tiny")
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def test_completions_are_aligned_to_one_column():
+    batch = align_completions([([1, 2, 3], [4, 5]), ([6], [7, 8, 9])], PAD)
+
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 0], [0, 0, 6, 7, 8, 9]]
+    assert batch.attention.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
+    assert batch.positions.tolist() == [[0, 1, 2, 3, 4, 4], [0, 0, 0, 1, 2, 3]]
+    assert batch.targets.tolist() == [[4, 5, 0], [7, 8, 9]]
+    assert batch.mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+
+
+@pytest.mark.parametrize("micro_batch_size", [1, 3, 8])
+def test_completion_only_scores_equal_the_full_softmax_reference(model, micro_batch_size):
+    with torch.no_grad():
+        reference = full_softmax_scores(model, SEQUENCES, PAD, temperature=1.2, with_entropy=True)
+        fast = completion_scores(model, SEQUENCES, PAD, temperature=1.2, with_entropy=True, micro_batch_size=micro_batch_size)
+
+    assert torch.equal(fast.mask, reference.mask)
+    assert fast.mask.sum() == sum(len(c) for _, c in SEQUENCES)
+    torch.testing.assert_close(fast.logprobs * fast.mask, reference.logprobs * reference.mask, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.entropy * fast.mask, reference.entropy * reference.mask, atol=1e-5, rtol=0)
+
+
+def test_gradients_through_the_completion_only_scores_equal_the_reference(model):
+    def grads(score):
+        model.zero_grad()
+        scores = score()
+        ((scores.logprobs * scores.mask).sum() / scores.mask.sum()).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    reference = grads(lambda: full_softmax_scores(model, SEQUENCES, PAD, 1.0, with_entropy=False))
+    fast = grads(lambda: completion_scores(model, SEQUENCES, PAD, 1.0, with_entropy=False, micro_batch_size=2))
+
+    for name in reference:
+        torch.testing.assert_close(fast[name], reference[name], atol=1e-5, rtol=1e-4)

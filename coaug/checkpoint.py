@@ -1,7 +1,9 @@
 """Training checkpoints: weights (safetensors), optimizer state and loop state, written atomically.
 
 ``checkpoint_dir/step-000010/`` holds ``model/`` (a loadable HF folder), ``optimizer.pt`` and
-``state.json``; a checkpoint folder only exists once complete, so the newest one is always usable.
+``state.json`` (the step and what the caller passes: coaug.train keeps the metric history and the settings
+the weights were trained with); a checkpoint folder only exists once complete, so the newest one is always
+usable.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 
 def load_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / "state.json").read_text())
+
+
+def remove_checkpoints(checkpoint_dir: str | Path) -> None:
+    for checkpoint in all_checkpoints(checkpoint_dir):
+        _remove_tree(checkpoint)
 
 
 def _remove_tree(path: Path) -> None:

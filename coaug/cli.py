@@ -88,13 +88,19 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
             mlflow.log_table(data=table, artifact_file=f"samples/step_{step:06d}.json")
 
         summary = run_training(params, log_step, log_samples)
-        mlflow.log_metrics({f"final.{k}": v for k, v in summary.items() if isinstance(v, float)})
+        numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
         mlflow.set_tag("compute_dtype", summary["compute_dtype"])
         from coaug.plots import training_curves
 
         training_curves(outputs["curves"], outputs["curves_plot"])
         for key in ("metrics", "curves", "curves_plot"):
             mlflow.log_artifact(str(outputs[key]))
+        if summary["optimizer_steps"] == 0:  # logged above, so the failed run shows why
+            raise CoaugError(
+                f"no optimizer step was applied in {summary['steps']} training steps ({summary['skipped_updates']} "
+                "updates skipped with every advantage 0): the policy is unchanged and not registered"
+            )
         tags = {"git_commit": git_commit(), "dataset_checksum": dataset_checksum(params), "params_hash": params_hash(params)}
         version = register_policy(mlflow, outputs["policy_dir"], P.get(params, "registry.model_name"), tags)
         logger.info("registered %s version %s as @challenger", P.get(params, "registry.model_name"), version)
@@ -196,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Bidirectional RL with reward sampling (METHOD.md 3-6): composite batches of queries and their "
         "documents, n sampled rollouts per text, in-batch BM25 (or dense) similarity, sampled NDCG@10 "
         "rewards, centred group advantages scaled by role, clip-higher PPO. Checkpoints every "
-        "train.checkpoint_every steps and resumes from the newest after a crash. Logs per-step curves and "
-        "sample tables to MLflow, writes the policy to train_outputs.policy_dir and registers it as a new "
-        "version of registry.model_name with alias @challenger. With train.num_processes > 1 it relaunches "
+        "train.checkpoint_every steps and resumes from the newest after a crash, unless it was trained with "
+        "other train settings, starting policy or dataset (then it starts from step 0 and deletes them). Logs "
+        "per-step curves and sample tables to MLflow, writes the policy to train_outputs.policy_dir and "
+        "registers it as a new version of registry.model_name with alias @challenger; a run that applied no "
+        "update (every advantage 0) fails instead of registering an unchanged policy. With train.num_processes > 1 it relaunches "
         "itself through `accelerate launch` (one process per GPU).",
     )  # fmt: skip
     index = add(

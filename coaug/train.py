@@ -1,11 +1,16 @@
 """The ``train`` stage, top to bottom: seed → data → policy → reward → trainer → loop → save → register.
 
 Checkpoints every ``train.checkpoint_every`` steps; a rerun after a crash resumes from the newest one
-with its step count, optimizer state and metric history.
+with its step count, optimizer state and metric history. A checkpoint records the settings its weights
+were trained with (:func:`checkpoint_settings`), and a rerun with other settings (a ``dvc exp run -S
+train.…`` ablation: dvc.yaml keeps checkpoints across runs) starts from step 0 instead of resuming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,17 +20,19 @@ import numpy as np
 from coaug import params as P
 from coaug.atomic_io import atomic_directory, atomic_open, write_json
 from coaug.beir import read_corpus, read_qrels, read_queries
-from coaug.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from coaug.checkpoint import latest_checkpoint, load_state, remove_checkpoints, save_checkpoint
 from coaug.errors import CoaugError
 from coaug.policy import load_policy
 from coaug.prompts import load_prompt
 from coaug.reward import corpus_idf
-from coaug.train_config import TrainConfig, train_config
+from coaug.tracking import dataset_checksum
+from coaug.train_config import RUN_BOUND_FIELDS, TrainConfig, train_config
 from coaug.trainer import CoaugTrainer, bm25_similarity
 
 logger = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ("reward_query_mean", "reward_positive_doc_mean", "reward_negative_doc_mean", "ndcg_in_batch")
+SETTINGS_HASH_HEX = 16  # as coaug.registry.params_hash
 
 
 def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any]:
@@ -61,7 +68,8 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     logger.info("training computes in %s (train.dtype %s)", trainer.compute_dtype, config.dtype)
 
     checkpoint_dir = Path(paths["checkpoint_dir"])
-    start, history = resume(trainer, checkpoint_dir)
+    settings = checkpoint_settings(config, policy.fingerprint, dataset_checksum(params))
+    start, history = resume(trainer, checkpoint_dir, settings)
     total = trainer.total_steps()
     logger.info("training steps %d..%d of %d (%d queries/step)", start, total - 1, total, config.queries_per_step)
     for step in range(start, total):
@@ -74,7 +82,8 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
         # Under `accelerate launch` every process trains; only the main one writes files.
         if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or step == total - 1):
             save_checkpoint(checkpoint_dir, step + 1, trainer.model, policy.tokenizer, trainer.optimizer,
-                            {"history": history}, keep=config.keep_checkpoints)  # fmt: skip
+                            {"history": history, "settings": settings, "settings_hash": settings_hash(settings)},
+                            keep=config.keep_checkpoints)  # fmt: skip
     accelerator.wait_for_everyone()
     summary = {**summarise(history, config), "compute_dtype": trainer.compute_dtype}
     if not accelerator.is_main_process:
@@ -110,7 +119,30 @@ def make_similarity(config: TrainConfig, params: dict[str, Any], corpus):
     return lambda rows, cols: cosine_matrix(encoder.encode(rows, "reward q", chunk), encoder.encode(cols, "reward d", chunk))
 
 
-def resume(trainer: CoaugTrainer, checkpoint_dir: Path) -> tuple[int, list[dict]]:
+def checkpoint_settings(config: TrainConfig, policy_fingerprint: str, checksum: str) -> dict[str, Any]:
+    """What a checkpoint's weights were trained with: the train knobs that shape them (all but
+    ``RUN_BOUND_FIELDS``), the starting policy's fingerprint and the prepared dataset's ``checksum``. As JSON
+    reads it back, so it compares equal to the copy in ``state.json``."""
+    knobs = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_BOUND_FIELDS}
+    settings = {**knobs, "policy_fingerprint": policy_fingerprint, "dataset_checksum": checksum}
+    return json.loads(json.dumps(settings, sort_keys=True))
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:SETTINGS_HASH_HEX]
+
+
+def settings_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """``key old -> new`` per differing setting; a checkpoint written before settings were recorded differs."""
+    if recorded is None:
+        return ["none recorded"]
+    keys = sorted(recorded.keys() | current.keys())
+    return [f"{k} {recorded.get(k)} -> {current.get(k)}" for k in keys if recorded.get(k) != current.get(k)]
+
+
+def resume(trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]) -> tuple[int, list[dict]]:
+    """Load the newest checkpoint when it was trained with ``settings``; returns the step to continue from
+    and the metric history. Checkpoints of other settings are deleted and training starts from step 0."""
     import torch
     from safetensors.torch import load_file
 
@@ -118,6 +150,16 @@ def resume(trainer: CoaugTrainer, checkpoint_dir: Path) -> tuple[int, list[dict]
     if checkpoint is None:
         return 0, []
     state = load_state(checkpoint)
+    changes = settings_changes(state.get("settings"), settings)
+    if changes:
+        # Deleted now rather than at this run's first save: no run with these settings may resume them, and
+        # left in place the newest of them would outrank this run's own checkpoints.
+        trainer.accelerator.wait_for_everyone()  # every process has read them before they go
+        if trainer.accelerator.is_main_process:
+            remove_checkpoints(checkpoint_dir)
+        logger.warning("%s was trained with other settings (%s): starting from step 0; its checkpoints are deleted",
+                       checkpoint, ", ".join(changes))  # fmt: skip
+        return 0, []
     model = trainer.accelerator.unwrap_model(trainer.model)
     weights = {}
     for shard in sorted((checkpoint / "model").glob("*.safetensors")):
@@ -160,6 +202,7 @@ def summarise(history: list[dict], config: TrainConfig) -> dict[str, Any]:
         # Measured every train.kl_every steps only: the latest measurement.
         "kl_to_initial_last": next((r["kl_to_initial"] for r in reversed(history) if "kl_to_initial" in r), float("nan")),
         "skipped_updates": int(sum(r.get("skipped_update", 0) for r in history)),
+        "optimizer_steps": int(sum(r["optimizer_steps"] for r in history)),  # 0: the policy never changed
         "queries_per_step": config.queries_per_step,
         "rollouts": config.rollouts,
     }

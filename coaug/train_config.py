@@ -57,6 +57,16 @@ class TrainConfig:
     num_processes: int = 1  # processes `accelerate launch` starts (coaug.launcher); 1 = train in this process
 
 
+# Fields that leave the trained weights as they are, so a checkpoint may be resumed across a change of them
+# (coaug.train.checkpoint_settings): `steps` and `epochs` only set where training stops (a longer run resumes a
+# shorter one), the others pace checkpoints, logging and metrics, or split the same maths over processes and
+# forward passes (memory only).
+RUN_BOUND_FIELDS = frozenset({
+    "steps", "epochs", "checkpoint_every", "keep_checkpoints", "sample_every", "kl_every", "num_processes",
+    "micro_batch_size",
+})  # fmt: skip
+
+
 def train_config(params: dict[str, Any]) -> TrainConfig:
     section = dict(P.get(params, "train"))
     section["policy"] = section.get("policy") or P.get(params, "policy.model")

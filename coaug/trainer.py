@@ -136,7 +136,8 @@ class CoaugTrainer:
         )  # fmt: skip
         trained = [(r, a) for r, a in zip(ordered, advantage) if r.trained]
         update_started = time.perf_counter()
-        update = self.update(trained, step) if any(a != 0 for _, a in trained) else {"skipped_update": 1.0}
+        no_update = {"skipped_update": 1.0, "optimizer_steps": 0.0}
+        update = self.update(trained, step) if any(a != 0 for _, a in trained) else no_update
         update_seconds = time.perf_counter() - update_started
         new_tokens = sum(len(r.completion_ids) for r in rollouts if r.trained)
         metrics = {
@@ -279,6 +280,7 @@ class CoaugTrainer:
         return {
             "loss": float(np.mean(losses)), "clip_fraction": float(np.mean(clips)), "grad_norm": float(np.mean(norms)),
             "entropy": entropy, **kl_metric, "skipped_nonfinite": float(skipped), "skipped_update": 0.0,
+            "optimizer_steps": float(len(losses) - skipped),
         }  # fmt: skip
 
 

@@ -1,7 +1,10 @@
-"""Two RL steps on a tiny local model: every parameter moves, every metric is logged, resume is exact."""
+"""Two RL steps on a tiny local model: every parameter moves, every metric is logged, resume is exact and
+only under the settings the checkpoint was trained with."""
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from coaug.checkpoint import all_checkpoints, load_state
 from coaug.train import run_training
 
 from .conftest import REPO, TINY_BEIR
@@ -18,7 +22,7 @@ STEP_METRICS = {
     "reward_query_mean", "reward_query_std", "reward_positive_doc_mean", "reward_positive_doc_std",
     "reward_negative_doc_mean", "reward_negative_doc_std", "ndcg_in_batch", "format_valid_rate", "response_tokens",
     "advantage_nonzero", "generated_tokens_per_s", "generation_seconds", "update_seconds", "step_seconds", "loss",
-    "clip_fraction", "grad_norm", "entropy", "kl_to_initial", "skipped_nonfinite", "skipped_update",
+    "clip_fraction", "grad_norm", "entropy", "kl_to_initial", "skipped_nonfinite", "skipped_update", "optimizer_steps",
 }  # fmt: skip
 
 
@@ -63,6 +67,7 @@ def test_two_steps_change_every_parameter_and_log_every_metric(params, tmp_path)
     unchanged = [name for name in before if torch.equal(before[name], after[name])]
     assert unchanged == []
     assert summary["steps"] == 2
+    assert summary["optimizer_steps"] == 4  # 2 mini-batches a step
     assert (tmp_path / "curves.csv").read_text().count("\n") == 3
 
 
@@ -82,16 +87,61 @@ def test_resume_continues_step_count_and_optimizer_state_exactly(params, tmp_pat
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def rerun_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "coaug.train" and r.levelno == logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("change", "difference"),
+    [({"learning_rate": 1e-3}, "learning_rate 0.01 -> 0.001"), ({"q_only": True}, "q_only False -> True")],
+)
+def test_a_rerun_with_other_settings_starts_from_step_0_instead_of_resuming(params, tmp_path, caplog, change, difference):
+    run_training(params, lambda *_: None, lambda *_: None)
+    params["train"].update(change)
+    rerun_steps = []
+    with caplog.at_level(logging.WARNING, logger="coaug.train"):
+        run_training(params, lambda step, _: rerun_steps.append(step), lambda *_: None)
+    assert rerun_steps == [0, 1]
+    assert rerun_warnings(caplog) == [
+        f"{tmp_path / 'ckpt' / 'step-000002'} was trained with other settings ({difference}): starting from step 0; "
+        "its checkpoints are deleted"
+    ]
+    # What is left is this run's own: the old checkpoints were not mixed in.
+    [key] = change
+    states = [load_state(checkpoint) for checkpoint in all_checkpoints(tmp_path / "ckpt")]
+    assert [s["step"] for s in states] == [1, 2] and all(s["settings"][key] == change[key] for s in states)
+
+
+def test_a_checkpoint_without_recorded_settings_is_not_resumed(params, tmp_path, caplog):
+    params["train"]["steps"] = 1
+    run_training(params, lambda *_: None, lambda *_: None)
+    state_file = tmp_path / "ckpt" / "step-000001" / "state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({k: v for k, v in state.items() if k not in ("settings", "settings_hash")}))
+    rerun_steps = []
+    with caplog.at_level(logging.WARNING, logger="coaug.train"):
+        run_training(params, lambda step, _: rerun_steps.append(step), lambda *_: None)
+    assert rerun_steps == [0]
+    assert rerun_warnings(caplog) == [
+        f"{state_file.parent} was trained with other settings (none recorded): starting from step 0; its checkpoints are deleted"
+    ]
+
+
+def tiny_project(params, tmp_path, monkeypatch) -> None:
+    """params.yaml of a scratch project with its own MLflow store, as ``coaug train`` reads it."""
+    params["dataset"]["name"] = "tiny"
+    params["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "artifact_root": str(tmp_path / "mlruns")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+
+
 def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, monkeypatch):
     from coaug.cli import main
     from coaug.policy import load_policy
     from coaug.tracking import configure_mlflow
 
     params["train"]["steps"] = 1
-    params["dataset"]["name"] = "tiny"
-    params["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "artifact_root": str(tmp_path / "mlruns")}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    monkeypatch.chdir(tmp_path)
+    tiny_project(params, tmp_path, monkeypatch)
     assert main(["train"]) == 0
 
     mlflow = configure_mlflow(params)
@@ -102,12 +152,35 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
     run = client.get_run(version.run_id)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "ndcg_in_batch")] == [0]
     assert "loss" in run.data.metrics and run.data.tags["dvc_stage"] == "train"
+    # Integer summary values are logged too.
+    assert run.data.metrics["final.skipped_updates"] == 0 and run.data.metrics["final.optimizer_steps"] == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"train.json", "curves.csv", "curves.png", "samples"} <= artifacts
     registered = load_policy("models:/coaug-policy@challenger", tmp_path / "policies")
     trained = load_policy(str(tmp_path / "policy"), tmp_path / "policies")
     mine, theirs = trained.model.state_dict(), registered.model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_train_command_fails_and_registers_nothing_when_no_update_was_applied(params, tmp_path, monkeypatch, capsys):
+    from coaug.cli import main
+    from coaug.tracking import configure_mlflow
+
+    # One rollout per text: a lone rollout has no baseline, so every advantage is 0 and every update skipped.
+    params["train"]["rollouts"] = 1
+    tiny_project(params, tmp_path, monkeypatch)
+    assert main(["train"]) == 2
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("coaug train:")]
+    assert errors == [
+        "coaug train: error: no optimizer step was applied in 2 training steps (2 updates skipped with every "
+        "advantage 0): the policy is unchanged and not registered"
+    ]
+    client = configure_mlflow(params).MlflowClient()
+    assert client.search_model_versions("name='coaug-policy'") == []
+    [run] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.metrics["final.skipped_updates"] == 2 and run.data.metrics["final.optimizer_steps"] == 0
 
 
 def test_lora_trains_adapters_and_saves_a_merged_model(params, tmp_path):

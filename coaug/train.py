@@ -68,7 +68,9 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     logger.info("training computes in %s (train.dtype %s)", trainer.compute_dtype, config.dtype)
 
     checkpoint_dir = Path(paths["checkpoint_dir"])
-    settings = checkpoint_settings(config, policy.fingerprint, dataset_checksum(params))
+    # The dtype the step computes in on this machine, not the request ("auto" differs between CPUs).
+    resolved = dataclasses.replace(config, dtype=trainer.compute_dtype)
+    settings = checkpoint_settings(resolved, policy.fingerprint, dataset_checksum(params))
     start, history = resume(trainer, checkpoint_dir, settings)
     total = trainer.total_steps()
     logger.info("training steps %d..%d of %d (%d queries/step)", start, total - 1, total, config.queries_per_step)

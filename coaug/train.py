@@ -70,7 +70,7 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     checkpoint_dir = Path(paths["checkpoint_dir"])
     # The dtype the step computes in on this machine, not the request ("auto" differs between CPUs).
     resolved = dataclasses.replace(config, dtype=trainer.compute_dtype)
-    settings = checkpoint_settings(resolved, policy.fingerprint, dataset_checksum(params))
+    settings = {**checkpoint_settings(resolved, policy.fingerprint, dataset_checksum(params)), "code": code_digest()}
     start, history = resume(trainer, checkpoint_dir, settings)
     total = trainer.total_steps()
     logger.info("training steps %d..%d of %d (%d queries/step)", start, total - 1, total, config.queries_per_step)
@@ -128,6 +128,15 @@ def checkpoint_settings(config: TrainConfig, policy_fingerprint: str, checksum: 
     knobs = {k: v for k, v in dataclasses.asdict(config).items() if k not in RUN_BOUND_FIELDS}
     settings = {**knobs, "policy_fingerprint": policy_fingerprint, "dataset_checksum": checksum}
     return json.loads(json.dumps(settings, sort_keys=True))
+
+
+def code_digest() -> str:
+    """sha256 of the coaug package's source: `dvc repro` reruns this stage after a code change, and a finished
+    run's last checkpoint must not then be "resumed" into zero steps that re-register the old weights."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:SETTINGS_HASH_HEX]
 
 
 def settings_hash(settings: dict[str, Any]) -> str:

@@ -50,8 +50,9 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     qrels = read_qrels(prepared / "qrels" / f"{config.split}.tsv")
 
     # Training keeps fp32 master weights whatever policy.dtype says; train.dtype sets the compute (autocast).
-    cache_dir = P.get(params, "policy.cache_dir")
-    policy = load_policy(config.policy, cache_dir, "float32")
+    policy = load_policy(config.policy, P.get(params, "policy.cache_dir"), "float32")
+    # The folder the starting weights came from (a GGUF or registry spec resolved to it), for the KL metric.
+    initial_dir = policy.model.name_or_path
     if config.lora.get("enabled"):
         policy.model = with_lora(policy.model, config.lora)
     prompts_dir = P.get(params, "augment.prompts_dir")
@@ -62,7 +63,10 @@ def run_training(params: dict[str, Any], log_step, log_samples) -> dict[str, Any
     similarity = make_similarity(config, params, corpus)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     def load_initial():
-        return load_policy(config.policy, cache_dir, "float32").model.to(accelerator.device)
+        # Straight from the resolved folder: load_policy would also re-hash the weights and load a tokenizer.
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(initial_dir, dtype=torch.float32).to(accelerator.device)
 
     trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator, load_initial)
     logger.info("training computes in %s (train.dtype %s)", trainer.compute_dtype, config.dtype)

@@ -48,7 +48,7 @@ def main() -> None:
     from coaug.policy import load_policy
 
     params = P.load_params(args.params)
-    base = train_config(params)
+    base = train_config(params, args.variant)
     data = Path(args.data)
     corpus, queries = read_corpus(data / "corpus.jsonl"), read_queries(data / "queries.jsonl")
     qrels = read_qrels(data / "qrels" / f"{base.split}.tsv")
@@ -100,6 +100,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default="../shared/datasets/nfcorpus", help="a BEIR folder with the train split")
     parser.add_argument("--step", type=int, default=1, help="the timed step's batch (1: a step without the KL metric)")
     parser.add_argument("--warm-up-steps", type=int, default=1, help="untimed steps run first, on the batches before --step")
+    parser.add_argument("--variant", default="coaug", help="a key of train_variants (the train settings timed)")
     parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
     return parser.parse_args()
 

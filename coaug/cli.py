@@ -68,17 +68,20 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.launcher import is_main_process, needs_launch, relaunch
     from coaug.registry import params_hash, register_policy
     from coaug.train import run_training
+    from coaug.train_config import train_config, variant_outputs
     from coaug.tracking import dataset_checksum, git_commit, stage_run
 
-    processes = P.get(params, "train.num_processes")
-    if needs_launch(processes, os.environ):  # before any MLflow run: the launched processes open their own
-        relaunch(processes, args.params, args.verbose)
+    variant = args.variant or P.get(params, "registry.variant")
+    config = train_config(params, variant)  # fails on an unknown variant or key before any work
+    if needs_launch(config.num_processes, os.environ):  # before any MLflow run: the launched processes open their own
+        relaunch(config.num_processes, args.params, args.verbose, variant)
         return
     if not is_main_process(os.environ):  # the other launched processes train but log and register nothing
-        run_training(params, lambda step, metrics: None, lambda step, rows: None)
+        run_training(params, variant, lambda step, metrics: None, lambda step, rows: None)
         return
-    outputs = P.get(params, "train_outputs")
-    with stage_run(params, "train", ["train", "generation"]) as mlflow:
+    outputs = variant_outputs(params, variant)
+    overrides = P.flatten({"variant": P.get(params, "train_variants")[variant] or {}})
+    with stage_run(params, f"train@{variant}", ["train", "generation"], overrides) as mlflow:
         def log_step(step: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=step)
 
@@ -87,23 +90,38 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
             table = dict(zip(("role", "text_id", "augmentation", "reward"), map(list, columns)))
             mlflow.log_table(data=table, artifact_file=f"samples/step_{step:06d}.json")
 
-        summary = run_training(params, log_step, log_samples)
+        summary = run_training(params, variant, log_step, log_samples)
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
-        mlflow.set_tag("compute_dtype", summary["compute_dtype"])
+        mlflow.set_tags({"compute_dtype": summary["compute_dtype"], "train_variant": variant})
         from coaug.plots import training_curves
 
-        training_curves(outputs["curves"], outputs["curves_plot"])
-        for key in ("metrics", "curves", "curves_plot"):
+        training_curves(outputs["curves"], outputs["validation"], outputs["curves_plot"])
+        for key in ("metrics", "curves", "validation", "curves_plot"):
             mlflow.log_artifact(str(outputs[key]))
         if summary["optimizer_steps"] == 0:  # logged above, so the failed run shows why
             raise CoaugError(
                 f"no optimizer step was applied in {summary['steps']} training steps ({summary['skipped_updates']} "
                 "updates skipped with every advantage 0): the policy is unchanged and not registered"
             )
+        if variant != P.get(params, "registry.variant"):
+            logger.info("train variant %s: policy in %s (only %s is registered)", variant, outputs["policy_dir"],
+                        P.get(params, "registry.variant"))  # fmt: skip
+            return
         tags = {"git_commit": git_commit(), "dataset_checksum": dataset_checksum(params), "params_hash": params_hash(params)}
         version = register_policy(mlflow, outputs["policy_dir"], P.get(params, "registry.model_name"), tags)
         logger.info("registered %s version %s as @challenger", P.get(params, "registry.model_name"), version)
+
+
+def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.train import run_validation
+    from coaug.tracking import stage_run
+
+    variant = args.variant or P.get(params, "registry.variant")
+    with stage_run(params, "validate", ["train"], {"policy": args.policy, "variant": variant}) as mlflow:
+        result = run_validation(params, variant, args.policy)
+        mlflow.log_metrics({k: v for k, v in result.items() if k != "per_query"})
+    sys.stdout.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 
 def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
@@ -197,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     augment.add_argument("--name", required=True, help="a key of `augmentations` in params.yaml")
     augment.add_argument("--shard", metavar="I/K", help="generate shard I (from 0) of K into the cache only")
-    add(
+    train = add(
         "train", cmd_train, "train the policy with bidirectional RL and register it as @challenger",
         "Bidirectional RL with reward sampling (METHOD.md 3-6): composite batches of queries and their "
         "documents, n sampled rollouts per text, in-batch BM25 (or dense) similarity, sampled NDCG@10 "
@@ -207,8 +225,20 @@ def build_parser() -> argparse.ArgumentParser:
         "per-step curves and sample tables to MLflow, writes the policy to train_outputs.policy_dir and "
         "registers it as a new version of registry.model_name with alias @challenger; a run that applied no "
         "update (every advantage 0) fails instead of registering an unchanged policy. With train.num_processes > 1 it relaunches "
-        "itself through `accelerate launch` (one process per GPU).",
+        "itself through `accelerate launch` (one process per GPU). --variant NAME trains train_variants.NAME (the "
+        "train section with its overrides: the shuffled-reward control, the ablations) into its own folders; only "
+        "registry.variant is registered. Every train.eval_every steps (and at step 0) the policy is scored on fixed "
+        "validation batches of train.validation_split: greedy rollouts, no update, in-batch NDCG@10 per role.",
     )  # fmt: skip
+    train.add_argument("--variant", help="a key of train_variants in params.yaml (default: registry.variant)")
+    validate = add(
+        "validate", cmd_validate, "score any policy on the training's fixed validation batches",
+        "Score POLICY (a Hugging Face folder, a .gguf, or a registry URI such as models:/coaug-policy/3 or "
+        "models:/coaug-policy@champion) on the fixed validation batches that training of --variant scores: one "
+        "greedy rollout per text, in-batch NDCG@10 per query and mean reward per role. Prints JSON.",
+    )  # fmt: skip
+    validate.add_argument("--policy", required=True, help="policy spec, as policy.model accepts")
+    validate.add_argument("--variant", help="whose train settings and validation batches (default: registry.variant)")
     index = add(
         "index", cmd_index, "build a system's Lucene BM25 or faiss index from its corpus",
         "Index the corpus of SYSTEM (a key of `systems` or `augmented_systems`; augmented systems join "

@@ -62,3 +62,22 @@ def sample_composite_batch(
 def training_queries(qrels: Qrels) -> list[str]:
     """Queries with at least one positive judgement, sorted for reproducible epochs."""
     return sorted(q for q, judged in qrels.items() if any(s > 0 for s in judged.values()))
+
+
+def validation_batches(
+    qrels: Qrels, doc_ids: list[str], rng: np.random.Generator, *, batches: int, queries_per_batch: int, k_pos: int,
+    k_hardneg: int, k_randneg: int,
+) -> list[list[Slot]]:  # fmt: skip
+    """``batches`` fixed composite batches of a held-out split, drawn once from ``rng``: distinct queries
+    with a positive judgement (fewer batches when the split runs out), texts drawn as in training."""
+    queries = training_queries(qrels)
+    wanted = min(batches * queries_per_batch, len(queries) - len(queries) % queries_per_batch)
+    if wanted < queries_per_batch:
+        raise CoaugError(f"validation: {len(queries)} queries with a positive judgement, a batch needs {queries_per_batch}")
+    chosen = [queries[i] for i in rng.choice(len(queries), size=wanted, replace=False)]
+    negatives = negative_pool(qrels, doc_ids)
+    return [
+        sample_composite_batch(chosen[start : start + queries_per_batch], qrels, negatives, rng, k_pos=k_pos,
+                               k_hardneg=k_hardneg, k_randneg=k_randneg)  # fmt: skip
+        for start in range(0, wanted, queries_per_batch)
+    ]

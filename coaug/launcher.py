@@ -31,16 +31,16 @@ def is_main_process(environ: Mapping[str, str]) -> bool:
     return environ.get("RANK", "0") == "0"
 
 
-def launch_command(python: str, num_processes: int, params_file: str, verbose: bool) -> list[str]:
-    """``accelerate launch`` running ``coaug train`` with the same params file in ``num_processes`` processes."""
-    coaug = ["-m", "coaug.cli", "--params", params_file, *(["--verbose"] if verbose else []), "train"]
+def launch_command(python: str, num_processes: int, params_file: str, verbose: bool, variant: str) -> list[str]:
+    """``accelerate launch`` running ``coaug train --variant`` with the same params file in ``num_processes`` processes."""
+    coaug = ["-m", "coaug.cli", "--params", params_file, *(["--verbose"] if verbose else []), "train", "--variant", variant]
     return [python, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes), *coaug]
 
 
-def relaunch(num_processes: int, params_file: str, verbose: bool) -> None:
+def relaunch(num_processes: int, params_file: str, verbose: bool, variant: str) -> None:
     """Run the training under ``accelerate launch`` and wait for it; a failure is one line (the processes
     have logged their own errors)."""
-    command = launch_command(sys.executable, num_processes, params_file, verbose)
+    command = launch_command(sys.executable, num_processes, params_file, verbose, variant)
     logger.info("relaunching: %s", " ".join(command))
     code = subprocess.run(command, check=False).returncode
     if code != 0:

@@ -13,7 +13,7 @@ from coaug.atomic_io import write_json, write_text
 from coaug.errors import CoaugError
 from coaug.evaluation import read_per_query
 from coaug.plots import comparison_bars
-from coaug.significance import compare
+from coaug.significance import compare, holm_adjust
 
 
 def output_paths(params: dict[str, Any], system_name: str) -> dict[str, Path]:
@@ -34,6 +34,8 @@ def evaluated(params: dict[str, Any], systems: list[str]) -> tuple[list[str], li
 
 
 def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+    """Metrics per system, a paired test of each against the baseline and of each evaluated
+    ``evaluation.comparisons`` pair, all Holm-adjusted together (:func:`adjust_for_multiplicity`)."""
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
     key_metric = P.get(params, "evaluation.significance_metric")
@@ -43,53 +45,76 @@ def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
         raise CoaugError(f"baseline '{baseline}' has no metrics yet: run its evaluate stage first")
     scores = {s: json.loads(output_paths(params, s)["metrics"].read_text()) for s in systems}
     per_query = {s: read_per_query(output_paths(params, s)["per_query"])[key_metric] for s in systems}
-    summary: dict[str, Any] = {}
+
+    def test(name: str, reference: str) -> dict[str, Any]:
+        samples, seed = P.get(params, "evaluation.bootstrap_samples"), P.get(params, "evaluation.seed")
+        return {"metric": key_metric, **compare(per_query[name], per_query[reference], samples, seed)}
+
+    summary: dict[str, Any] = {name: {m: scores[name][m] for m in metrics} for name in systems}
     for name in systems:
-        entry = {m: scores[name][m] for m in metrics}
         if name != baseline:
-            tests = compare(
-                per_query[name], per_query[baseline], P.get(params, "evaluation.bootstrap_samples"),
-                P.get(params, "evaluation.seed"),
-            )  # fmt: skip
-            entry[f"vs_{baseline}"] = {"metric": key_metric, **tests}
-        summary[name] = entry
-    for name, reference in P.get(params, "evaluation.comparisons").items():
-        if name in summary and output_paths(params, reference)["per_query"].is_file():
-            reference_scores = read_per_query(output_paths(params, reference)["per_query"])[key_metric]
-            tests = compare(
-                per_query[name], reference_scores, P.get(params, "evaluation.bootstrap_samples"),
-                P.get(params, "evaluation.seed"),
-            )  # fmt: skip
-            summary[name][f"vs_{reference}"] = {"metric": key_metric, **tests}
+            summary[name][f"vs_{baseline}"] = test(name, baseline)
+    for name, reference in P.get(params, "evaluation.comparisons"):
+        if name in per_query and reference in per_query:
+            summary[name][f"vs_{reference}"] = test(name, reference)
+    adjust_for_multiplicity(summary)
     return summary
 
 
+def adjust_for_multiplicity(summary: dict[str, Any]) -> None:
+    """Add Holm–Bonferroni adjusted p-values (``p_ttest_holm``, ``p_bootstrap_holm``) to every test in
+    ``summary``, over the family of all tests the report makes (each kind of test adjusted apart)."""
+    tests = [entry[key] for entry in summary.values() for key in entry if key.startswith("vs_")]
+    for kind in ("p_ttest", "p_bootstrap"):
+        for test, adjusted in zip(tests, holm_adjust([t[kind] for t in tests])):
+            test[f"{kind}_holm"] = adjusted
+
+
+def significance_mark(test: dict[str, Any], alpha: float) -> str:
+    """``*`` when both Holm-adjusted p-values are below ``alpha``."""
+    return "*" if max(test["p_ttest_holm"], test["p_bootstrap_holm"]) < alpha else ""
+
+
+def test_cells(test: dict[str, Any], alpha: float) -> list[str]:
+    return [f"{test['mean_diff']:+.4f}{significance_mark(test, alpha)}", f"{test['p_ttest']:.2g}",
+            f"{test['p_ttest_holm']:.2g}", f"{test['p_bootstrap']:.2g}", f"{test['p_bootstrap_holm']:.2g}"]  # fmt: skip
+
+
+TEST_HEADER = ["p (t-test)", "p (t, Holm)", "p (bootstrap)", "p (boot., Holm)"]
+
+
 def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, alpha: float) -> str:
-    """Systems x metrics, plus the paired tests on the significance metric (``*`` marks p < alpha)."""
-    header = ["system", *metrics, f"Δ vs {baseline}", "p (t-test)", "p (bootstrap)"]
+    """Systems x metrics, plus the paired tests on the significance metric (``*``: Holm-adjusted p < alpha)."""
+    header = ["system", *metrics, f"Δ vs {baseline}", *TEST_HEADER]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in summary.items():
         cells = [name, *(f"{entry[m]:.4f}" for m in metrics)]
         test = entry.get(f"vs_{baseline}")
-        if test:
-            mark = "*" if max(test["p_ttest"], test["p_bootstrap"]) < alpha else ""
-            cells += [f"{test['mean_diff']:+.4f}{mark}", f"{test['p_ttest']:.2g}", f"{test['p_bootstrap']:.2g}"]
-        else:
-            cells += ["—", "—", "—"]
+        cells += test_cells(test, alpha) if test else ["—"] * (1 + len(TEST_HEADER))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def comparisons_table(summary: dict[str, Any], comparisons: dict[str, str], metric: str, alpha: float) -> str:
+def comparisons_table(summary: dict[str, Any], comparisons: list[list[str]], metric: str, alpha: float) -> str:
     """The ``evaluation.comparisons`` pairs that were both evaluated (e.g. trained vs untrained policy)."""
-    rows = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in comparisons.items()
+    rows = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in comparisons
             if name in summary and f"vs_{reference}" in summary[name]]  # fmt: skip
     if not rows:
         return ""
-    lines = [f"| system | against | Δ {metric} | p (t-test) | p (bootstrap) |", "|---|---|---|---|---|"]
-    for name, reference, test in rows:
-        mark = "*" if max(test["p_ttest"], test["p_bootstrap"]) < alpha else ""
-        lines.append(f"| {name} | {reference} | {test['mean_diff']:+.4f}{mark} | {test['p_ttest']:.2g} | {test['p_bootstrap']:.2g} |")
+    header = ["system", "against", f"Δ {metric}", *TEST_HEADER]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([name, reference, *test_cells(test, alpha)]) + " |" for name, reference, test in rows]
+    return "\n".join(lines) + "\n"
+
+
+def policy_block(summary: dict[str, Any], block: dict[str, dict[str, str]], metric: str) -> str:
+    """One row per retriever, one column per policy (``evaluation.policy_block``): the metric of each
+    evaluated system, blank where it was not evaluated or not configured."""
+    columns = list(dict.fromkeys(column for row in block.values() for column in row))
+    lines = ["| retriever | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for retriever, row in block.items():
+        cells = [f"{summary[row[c]][metric]:.4f}" if row.get(c) in summary else "" for c in columns]
+        lines.append(f"| {retriever} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,14 +138,18 @@ def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, 
     write_json(paths["summary"], summary)
     split = P.get(params, "dataset.eval_split")
     title = f"{P.get(params, 'dataset.name')} ({split})"
+    tests = sum(key.startswith("vs_") for entry in summary.values() for key in entry)
     note = (
-        f"{title}. Paired tests on {P.get(params, 'evaluation.significance_metric')} "
-        f"against {baseline}; * = both p < {alpha}.\n\n"
+        f"{title}. Paired tests (t-test, bootstrap) on {key_metric} against {baseline}; p-values raw and "
+        f"Holm–Bonferroni adjusted over all {tests} tests of this report; * = both adjusted p < {alpha}.\n\n"
+    )
+    block = f"\n{key_metric} by policy (evaluation.policy_block):\n\n" + policy_block(
+        summary, P.get(params, "evaluation.policy_block"), key_metric
     )
     pending = f"\nNot evaluated yet: {', '.join(missing)}.\n" if missing else ""
     pairs = comparisons_table(summary, P.get(params, "evaluation.comparisons"), key_metric, alpha)
     pairs = f"\nPaired tests between systems (evaluation.comparisons):\n\n{pairs}" if pairs else ""
-    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + pairs + pending)
+    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + block + pairs + pending)
     comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])
     # The headline metric per system, for `dvc plots show` (a sorted horizontal bar chart).
     buffer = io.StringIO()

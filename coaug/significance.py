@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import stats
 
@@ -36,3 +38,15 @@ def compare(system: dict[str, float], baseline: dict[str, float], samples: int, 
     a = np.array([system[q] for q in qids])
     b = np.array([baseline[q] for q in qids])
     return {"queries": len(qids), **paired_bootstrap(a, b, samples, seed), "p_ttest": paired_ttest(a, b)}
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni step-down adjusted p-values, in the order given: the i-th smallest of m is
+    multiplied by (m - i), made monotone and capped at 1. Reject where the adjusted value < alpha."""
+    order = np.argsort(np.asarray(p_values, dtype=float), kind="stable")
+    adjusted = np.empty(len(order))
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * float(p_values[index])))
+        adjusted[index] = running
+    return adjusted.tolist()

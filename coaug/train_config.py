@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from coaug import params as P
@@ -11,6 +12,7 @@ from coaug.errors import CoaugError
 from coaug.precision import resolve_dtype
 
 SIMILARITIES = ("bm25", "dense")
+REWARD_CONTROLS = ("none", "shuffled")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class TrainConfig:
     negk: float = 0.1
     q_only: bool = False  # ablation: documents stay unaugmented in the reward
     k_only: bool = False  # ablation: queries stay unaugmented in the reward
+    reward_control: str = "none"  # "shuffled": the control run, rewards permuted within each role before the advantages
     learning_rate: float = 1e-6
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -53,6 +56,9 @@ class TrainConfig:
     checkpoint_every: int = 10
     keep_checkpoints: int = 2
     sample_every: int = 10  # steps between logged tables of sample generations
+    validation_split: str = "dev"  # qrels split of the validation batches (disjoint from the eval split)
+    validation_batches: int = 8  # fixed composite batches of queries_per_step queries, drawn once (seeded)
+    eval_every: int = 5  # steps between validation scores (also at step 0 and at the end); 0 = never
     seed: int = 0
     num_processes: int = 1  # processes `accelerate launch` starts (coaug.launcher); 1 = train in this process
 
@@ -63,16 +69,39 @@ class TrainConfig:
 # forward passes (memory only).
 RUN_BOUND_FIELDS = frozenset({
     "steps", "epochs", "checkpoint_every", "keep_checkpoints", "sample_every", "kl_every", "num_processes",
-    "micro_batch_size",
+    "micro_batch_size", "eval_every",
 })  # fmt: skip
 
 
-def train_config(params: dict[str, Any]) -> TrainConfig:
+def variant_outputs(params: dict[str, Any], variant: str) -> dict[str, Path]:
+    """Where the train stage of ``variant`` writes (dvc.yaml's train stage names the same paths)."""
+    outputs = P.get(params, "train_outputs")
+    reports = Path(outputs["reports_dir"])
+    return {
+        "checkpoint_dir": Path(outputs["checkpoints_dir"]) / variant,
+        "policy_dir": Path(outputs["policies_dir"]) / variant,
+        "metrics": reports / f"{variant}.json",
+        "curves": reports / f"{variant}.curves.csv",
+        "validation": reports / f"{variant}.validation.csv",
+        "curves_plot": reports / f"{variant}.curves.png",
+    }
+
+
+def train_config(params: dict[str, Any], variant: str) -> TrainConfig:
+    """The ``train`` section with ``train_variants.<variant>``'s overrides on top."""
+    variants = P.get(params, "train_variants")
+    if variant not in variants:
+        raise CoaugError(f"params: unknown train variant '{variant}' (train_variants has {', '.join(variants)})")
     section = dict(P.get(params, "train"))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = variants[variant] or {}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise CoaugError(f"params: unknown key 'train_variants.{variant}.{unknown[0]}'")
+    section.update(overrides)
     section["policy"] = section.get("policy") or P.get(params, "policy.model")
     # One truncation for training and inference, so the policy is trained on the inputs it will see.
     section["doc_max_tokens"] = P.get(params, "augment.doc_max_tokens")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(section) - known)
     if unknown:
         raise CoaugError(f"params: unknown key 'train.{unknown[0]}'")
@@ -84,6 +113,10 @@ def train_config(params: dict[str, Any]) -> TrainConfig:
     if config.kl_every < 0:
         raise CoaugError(f"params: train.kl_every must be >= 0, got {config.kl_every}")
     resolve_dtype(config.dtype, cuda_bf16=False, cpu_flags=frozenset())  # rejects an unknown dtype name early
+    if config.reward_control not in REWARD_CONTROLS:
+        raise CoaugError(f"params: train.reward_control must be one of {', '.join(REWARD_CONTROLS)}, got '{config.reward_control}'")
+    if config.eval_every < 0 or config.validation_batches < 1:
+        raise CoaugError("params: train.eval_every must be >= 0 and train.validation_batches >= 1")
     if config.q_only and config.k_only:
         raise CoaugError("params: train.q_only and train.k_only exclude each other")
     return config

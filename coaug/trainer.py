@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -43,7 +44,7 @@ from coaug.policy import Policy
 from coaug.ppo_loss import clipped_policy_loss
 from coaug.precision import machine_dtype
 from coaug.prompts import Prompt, conversation, document_input
-from coaug.reward import bm25_matrix, sampled_rewards, sampling_layout
+from coaug.reward import SAMPLES_PER_ROLLOUT, bm25_matrix, sampled_rewards, sampling_layout
 from coaug.sequence_logprobs import completion_scores
 from coaug.train_config import TrainConfig
 
@@ -112,26 +113,16 @@ class CoaugTrainer:
         generation_started = time.perf_counter()
         rollouts = self.generate(slots, step)
         generation_seconds = time.perf_counter() - generation_started
-        rows = [r for r in rollouts if slots[r.slot].role == QUERY]
-        columns = [r for r in rollouts if slots[r.slot].role != QUERY]
-        scores = self.similarity([self.retrieval_text(slots[r.slot], r) for r in rows],
-                                 [self.retrieval_text(slots[r.slot], r) for r in columns])  # fmt: skip
-        # The reference rounds scores to 6 decimals before ranking, which decides its score ties.
-        scores = np.round(scores, SCORE_DECIMALS)
-        layout = sampling_layout(
-            np.array([slots[r.slot].group for r in rows]), np.array([slots[r.slot].group for r in columns]),
-            np.array([self.doc_number[slots[r.slot].text_id] for r in columns]),
-            np.array([slots[r.slot].relevance for r in columns]),
-        )  # fmt: skip
-        query_rewards, doc_rewards = sampled_rewards(
-            scores, layout, rng, mode=self.config.sampling_mode, num_rollouts=len(rollouts),
-            kpos_reweight=self.config.kpos_reweight,
-        )  # fmt: skip
-        ordered = rows + columns
-        rewards = np.concatenate([query_rewards, doc_rewards])
+        ordered, query_rewards, rewards = self.rewards(slots, rollouts, rng)
         roles = np.array([ROLE_OF_SLOT[slots[r.slot].role] for r in ordered])
+        if self.config.reward_control == "shuffled":
+            # The control run: the same rewards, each moved to another rollout of its role at random, so the
+            # update sizes stay those of a real step while no reward says anything about its rollout.
+            learned_from = shuffled_within_roles(rewards, roles, np.random.default_rng([self.config.seed, step, 2]))
+        else:
+            learned_from = rewards
         advantage = compute_advantages(
-            rewards, np.array([r.slot for r in ordered]), roles, estimator=self.config.estimator,
+            learned_from, np.array([r.slot for r in ordered]), roles, estimator=self.config.estimator,
             posk=self.config.posk, negk=self.config.negk,
         )  # fmt: skip
         trained = [(r, a) for r, a in zip(ordered, advantage) if r.trained]
@@ -156,31 +147,77 @@ class CoaugTrainer:
                               for r, rw in zip(ordered, rewards)]  # fmt: skip
         return metrics
 
-    def generate(self, slots: list[Slot], step: int) -> list[Rollout]:
-        """``rollouts`` sampled completions per augmented text; an ablated side keeps its original text."""
+    def rewards(self, slots: list[Slot], rollouts: list[Rollout], rng: np.random.Generator, mode: str | None = None,
+                samples_per_rollout: int = SAMPLES_PER_ROLLOUT) -> tuple[list[Rollout], np.ndarray, np.ndarray]:  # fmt: skip
+        """In-batch similarity -> sampled rewards (METHOD §4-5). Returns the rollouts as rewarded (query
+        rollouts first), the query rollouts' rewards (their in-batch NDCG@10) and every rollout's reward."""
+        rows = [r for r in rollouts if slots[r.slot].role == QUERY]
+        columns = [r for r in rollouts if slots[r.slot].role != QUERY]
+        scores = self.similarity([self.retrieval_text(slots[r.slot], r) for r in rows],
+                                 [self.retrieval_text(slots[r.slot], r) for r in columns])  # fmt: skip
+        # The reference rounds scores to 6 decimals before ranking, which decides its score ties.
+        scores = np.round(scores, SCORE_DECIMALS)
+        layout = sampling_layout(
+            np.array([slots[r.slot].group for r in rows]), np.array([slots[r.slot].group for r in columns]),
+            np.array([self.doc_number[slots[r.slot].text_id] for r in columns]),
+            np.array([slots[r.slot].relevance for r in columns]),
+        )  # fmt: skip
+        query_rewards, doc_rewards = sampled_rewards(
+            scores, layout, rng, mode=mode or self.config.sampling_mode, num_rollouts=len(rollouts),
+            kpos_reweight=self.config.kpos_reweight, samples_per_rollout=samples_per_rollout,
+        )  # fmt: skip
+        return rows + columns, query_rewards, np.concatenate([query_rewards, doc_rewards])
+
+    def validate(self, batches: list[list[Slot]]) -> dict[str, Any]:
+        """Score fixed composite ``batches`` of a held-out split with ONE greedy rollout per text and no
+        update: the in-batch NDCG@10 of every query (``per_query``) and the mean reward of each role.
+
+        With one rollout per text every joint sample draws the same texts (each sample ranks every query's
+        list), so the rewards are exact from one sample and depend on the policy alone."""
+        flat = [slot for batch in batches for slot in batch]
+        generated = self.generate(flat, step=0, rollouts=1, sample=False)
+        per_query: dict[str, float] = {}
+        role_rewards: dict[Role, list[float]] = {role: [] for role in Role}
+        start = 0
+        for batch in batches:
+            mine = [dataclasses.replace(r, slot=r.slot - start) for r in generated[start : start + len(batch)]]
+            ordered, _, rewards = self.rewards(batch, mine, np.random.default_rng(0), "batch_sampling", samples_per_rollout=1)
+            for rollout, reward in zip(ordered, rewards):
+                slot = batch[rollout.slot]
+                role_rewards[ROLE_OF_SLOT[slot.role]].append(float(reward))
+                if slot.role == QUERY:
+                    per_query[slot.text_id] = float(reward)
+            start += len(batch)
+        means = {f"val_reward_{role.name.lower()}_mean": float(np.mean(v)) for role, v in role_rewards.items() if v}
+        return {"val_ndcg_in_batch": float(np.mean(list(per_query.values()))), **means, "per_query": per_query}
+
+    def generate(self, slots: list[Slot], step: int, rollouts: int | None = None, sample: bool = True) -> list[Rollout]:
+        """``rollouts`` (default ``train.rollouts``) completions per augmented text, sampled (or greedy);
+        an ablated side keeps its original text."""
         config = self.config
+        per_text = config.rollouts if rollouts is None else rollouts
         tokenizer = self.policy.tokenizer
-        rollouts: list[Rollout] = []
+        generated: list[Rollout] = []
         # Queries and documents are generated apart: each kind shares one system prompt, prefilled once per
         # call (coaug.generation.PromptPrefix), and short queries are not padded to document length.
         requests: dict[str, list[tuple[int, list[dict]]]] = {"query": [], "doc": []}
         for index, slot in enumerate(slots):
             is_query = slot.role == QUERY
             if (is_query and config.k_only) or (not is_query and config.q_only):
-                rollouts.append(Rollout(index, [], [], "", True, trained=False))
+                generated.append(Rollout(index, [], [], "", True, trained=False))
                 continue
             if is_query:
                 messages = conversation(self.prompts["query"], self.queries[slot.text_id])
             else:
                 doc = self.corpus[slot.text_id]
                 messages = conversation(self.prompts["doc"], document_input(tokenizer, doc["title"], doc["text"], config.doc_max_tokens))
-            requests["query" if is_query else "doc"] += [(index, messages)] * config.rollouts
+            requests["query" if is_query else "doc"] += [(index, messages)] * per_text
         self.model.eval()
         for kind_number, (kind, kind_requests) in enumerate(requests.items()):
             if not kind_requests:
                 continue
             params = GenerationParams(
-                max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty, do_sample=True,
+                max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty, do_sample=sample,
                 temperature=config.temperature, seed=(config.seed * 1_000_003 + step) * len(requests) + kind_number,
             )  # fmt: skip
             conversations = [messages for _, messages in kind_requests]
@@ -190,9 +227,9 @@ class CoaugTrainer:
                 for indices, completions in batches:
                     for i, completion in zip(indices, completions):
                         parsed = parse_response(completion.text, self.prompts[kind].format)
-                        rollouts.append(Rollout(kind_requests[i][0], prompt_ids[i], list(completion.token_ids),
-                                                parsed.augmentation, parsed.format_valid, trained=True))  # fmt: skip
-        return sorted(rollouts, key=lambda r: r.slot)
+                        generated.append(Rollout(kind_requests[i][0], prompt_ids[i], list(completion.token_ids),
+                                                 parsed.augmentation, parsed.format_valid, trained=True))  # fmt: skip
+        return sorted(generated, key=lambda r: r.slot)
 
     def sync_rollout_weights(self) -> None:
         """Copy the trained weights into the rollout cast (after an update, or weights loaded on resume)."""
@@ -295,6 +332,15 @@ def rollout_policy(policy: Policy, compute_dtype: str) -> Policy:
     # weights with requires_grad off decoded 1.7x slower on the developers' AMX CPU (155 vs 254 tok/s).
     model = copy.deepcopy(policy.model).to(torch.bfloat16).eval()
     return Policy(model=model, tokenizer=policy.tokenizer, fingerprint=policy.fingerprint, dtype="bfloat16")
+
+
+def shuffled_within_roles(rewards: np.ndarray, roles: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``rewards`` permuted at random among the rollouts of each role (the shuffled-reward control)."""
+    shuffled = np.array(rewards, dtype=float)
+    for role in np.unique(roles):
+        where = np.flatnonzero(roles == role)
+        shuffled[where] = shuffled[rng.permutation(where)]
+    return shuffled
 
 
 def role_reward_stats(rewards: np.ndarray, roles: np.ndarray) -> dict[str, float]:

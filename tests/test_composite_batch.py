@@ -5,7 +5,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from coaug.composite_batch import NEGATIVE, POSITIVE, QUERY, negative_pool, sample_composite_batch, training_queries
+from coaug.composite_batch import (
+    NEGATIVE, POSITIVE, QUERY, negative_pool, sample_composite_batch, training_queries, validation_batches,
+)  # fmt: skip
 from coaug.errors import CoaugError
 
 QRELS = {"q1": {"d1": 1, "d2": 2, "d9": 0}, "q2": {"d3": 1}, "q3": {"d4": 0}}
@@ -48,3 +50,25 @@ def test_defaults_give_sixteen_texts_per_query_and_are_seeded():
 def test_empty_negative_pool_is_an_error():
     with pytest.raises(CoaugError, match="no random negatives"):
         sample_composite_batch(["q1"], QRELS, [], np.random.default_rng(0))
+
+
+def test_validation_batches_hold_distinct_queries_and_are_drawn_once_from_the_seed():
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(10)} | {"q_unjudged": {"d0": 0}}
+    docs = [f"d{i}" for i in range(20)]
+
+    def draw(seed):
+        return validation_batches(qrels, docs, np.random.default_rng(seed), batches=3, queries_per_batch=3, k_pos=1,
+                                  k_hardneg=0, k_randneg=2)  # fmt: skip
+
+    batches = draw(0)
+    queries = [slot.text_id for batch in batches for slot in batch if slot.role == QUERY]
+    # 3 full batches of 3 (the tenth query is left out), no query twice, only queries with a positive.
+    assert [len(b) for b in batches] == [12, 12, 12] and len(set(queries)) == 9 and "q_unjudged" not in queries
+    assert all(slot.group == i // 4 for batch in batches for i, slot in enumerate(batch))
+    assert draw(0) == batches and draw(1) != batches
+    # A split smaller than asked gives fewer batches; smaller than one batch is an error.
+    assert len(validation_batches(qrels, docs, np.random.default_rng(0), batches=9, queries_per_batch=4, k_pos=1,
+                                  k_hardneg=0, k_randneg=1)) == 2  # fmt: skip
+    with pytest.raises(CoaugError, match="validation: 10 queries with a positive judgement, a batch needs 11"):
+        validation_batches(qrels, docs, np.random.default_rng(0), batches=1, queries_per_batch=11, k_pos=1,
+                           k_hardneg=0, k_randneg=1)  # fmt: skip

@@ -30,7 +30,7 @@ EXPECTED_ORDER = [
     "evaluate@dense",
     "index_aug@coaug_untrained_flat",
     "evaluate_aug@coaug_untrained_flat",
-    "train",
+    "train@coaug",
     "augment_trained@trained_sparse",
     "index_aug@coaug_trained_dense",
     "evaluate_aug@coaug_trained_dense",

@@ -16,11 +16,13 @@ from .conftest import REPO
 
 
 def test_launch_command():
-    assert launch_command("/venv/bin/python", 4, "exp/params.yaml", False) == [
+    assert launch_command("/venv/bin/python", 4, "exp/params.yaml", False, "coaug") == [
         "/venv/bin/python", "-m", "accelerate.commands.launch", "--num_processes", "4",
-        "-m", "coaug.cli", "--params", "exp/params.yaml", "train",
+        "-m", "coaug.cli", "--params", "exp/params.yaml", "train", "--variant", "coaug",
     ]  # fmt: skip
-    assert launch_command("python", 2, "params.yaml", True)[-4:] == ["--params", "params.yaml", "--verbose", "train"]
+    assert launch_command("python", 2, "params.yaml", True, "control")[-6:] == [
+        "--params", "params.yaml", "--verbose", "train", "--variant", "control",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -48,7 +50,7 @@ def test_bad_process_count_is_one_line(processes):
 def test_num_processes_is_a_train_param():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert list(params["train"])[-1] == "num_processes"
-    assert train_config(params).num_processes == 1
+    assert train_config(params, "coaug").num_processes == 1
 
 
 def test_train_relaunches_once_and_a_failed_launch_is_one_line(tmp_path):

@@ -2,30 +2,50 @@ from __future__ import annotations
 
 import pytest
 
-from coaug.report import comparisons_table, markdown_table
+from coaug.report import comparisons_table, markdown_table, policy_block
+from coaug.significance import holm_adjust
 
 SUMMARY = {
     "bm25_flat": {"NDCG@10": 0.32181, "Recall@100": 0.2457},
     "dense": {
         "NDCG@10": 0.31594,
         "Recall@100": 0.3115,
-        "vs_bm25_flat": {"metric": "NDCG@10", "mean_diff": -0.00587, "p_ttest": 0.71, "p_bootstrap": 0.7},
+        "vs_bm25_flat": {"metric": "NDCG@10", "mean_diff": -0.00587, "p_ttest": 0.71, "p_bootstrap": 0.7,
+                         "p_ttest_holm": 0.71, "p_bootstrap_holm": 0.7},
     },
     "better": {
         "NDCG@10": 0.4,
         "Recall@100": 0.3,
-        "vs_bm25_flat": {"metric": "NDCG@10", "mean_diff": 0.0782, "p_ttest": 0.001, "p_bootstrap": 0.0},
+        "vs_bm25_flat": {"metric": "NDCG@10", "mean_diff": 0.0782, "p_ttest": 0.001, "p_bootstrap": 0.0,
+                         "p_ttest_holm": 0.002, "p_bootstrap_holm": 0.0},
+    },
+    "raw_only": {
+        "NDCG@10": 0.35,
+        "Recall@100": 0.25,
+        "vs_bm25_flat": {"metric": "NDCG@10", "mean_diff": 0.03, "p_ttest": 0.03, "p_bootstrap": 0.02,
+                         "p_ttest_holm": 0.09, "p_bootstrap_holm": 0.06},
     },
 }
 
 
-def test_markdown_table_marks_significant_rows():
+def test_markdown_table_marks_rows_significant_after_the_holm_adjustment():
     assert markdown_table(SUMMARY, ["NDCG@10", "Recall@100"], "bm25_flat", 0.05) == (
-        "| system | NDCG@10 | Recall@100 | Δ vs bm25_flat | p (t-test) | p (bootstrap) |\n"
-        "|---|---|---|---|---|---|\n"
-        "| bm25_flat | 0.3218 | 0.2457 | — | — | — |\n"
-        "| dense | 0.3159 | 0.3115 | -0.0059 | 0.71 | 0.7 |\n"
-        "| better | 0.4000 | 0.3000 | +0.0782* | 0.001 | 0 |\n"
+        "| system | NDCG@10 | Recall@100 | Δ vs bm25_flat | p (t-test) | p (t, Holm) | p (bootstrap) | p (boot., Holm) |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        "| bm25_flat | 0.3218 | 0.2457 | — | — | — | — | — |\n"
+        "| dense | 0.3159 | 0.3115 | -0.0059 | 0.71 | 0.71 | 0.7 | 0.7 |\n"
+        "| better | 0.4000 | 0.3000 | +0.0782* | 0.001 | 0.002 | 0 | 0 |\n"
+        "| raw_only | 0.3500 | 0.2500 | +0.0300 | 0.03 | 0.09 | 0.02 | 0.06 |\n"
+    )
+
+
+def test_policy_block_puts_retrievers_in_rows_and_policies_in_columns():
+    block = {"flat": {"baseline": "bm25_flat", "trained": "better", "control": "absent"}, "dense": {"baseline": "dense"}}
+    assert policy_block(SUMMARY, block, "NDCG@10") == (
+        "| retriever | baseline | trained | control |\n"
+        "|---|---|---|---|\n"
+        "| flat | 0.3218 | 0.4000 |  |\n"
+        "| dense | 0.3159 |  |  |\n"
     )
 
 
@@ -55,15 +75,17 @@ def test_report_names_systems_not_evaluated_yet(tmp_path):
 
 def test_comparisons_table_lists_evaluated_pairs_only():
     summary = {
-        "trained": {"vs_untrained": {"metric": "NDCG@10", "mean_diff": 0.0072, "p_ttest": 0.02, "p_bootstrap": 0.03}},
+        "trained": {"vs_untrained": {"metric": "NDCG@10", "mean_diff": 0.0072, "p_ttest": 0.02, "p_bootstrap": 0.03,
+                                     "p_ttest_holm": 0.04, "p_bootstrap_holm": 0.03}},
         "other": {},
     }
-    assert comparisons_table(summary, {"trained": "untrained", "other": "x", "absent": "y"}, "NDCG@10", 0.05) == (
-        "| system | against | Δ NDCG@10 | p (t-test) | p (bootstrap) |\n"
-        "|---|---|---|---|---|\n"
-        "| trained | untrained | +0.0072* | 0.02 | 0.03 |\n"
+    pairs = [["trained", "untrained"], ["other", "x"], ["absent", "y"]]
+    assert comparisons_table(summary, pairs, "NDCG@10", 0.05) == (
+        "| system | against | Δ NDCG@10 | p (t-test) | p (t, Holm) | p (bootstrap) | p (boot., Holm) |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| trained | untrained | +0.0072* | 0.02 | 0.04 | 0.03 | 0.03 |\n"
     )
-    assert comparisons_table(summary, {"other": "x"}, "NDCG@10", 0.05) == ""
+    assert comparisons_table(summary, [["other", "x"]], "NDCG@10", 0.05) == ""
 
 
 def test_report_tests_each_comparison_pair(tmp_path):
@@ -77,7 +99,7 @@ def test_report_tests_each_comparison_pair(tmp_path):
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"))
-    params["evaluation"].update(metrics=["NDCG@10"], bootstrap_samples=50, comparisons={"dense": "bm25_multifield"})
+    params["evaluation"].update(metrics=["NDCG@10"], bootstrap_samples=50, comparisons=[["dense", "bm25_multifield"]])
     (tmp_path / "metrics").mkdir()
     for name, values in {"bm25_flat": (0.5, 0.1), "bm25_multifield": (0.25, 0.25), "dense": (0.75, 0.25)}.items():
         (tmp_path / "metrics" / f"{name}.json").write_text(json.dumps({"NDCG@10": sum(values) / 2}))
@@ -87,3 +109,7 @@ def test_report_tests_each_comparison_pair(tmp_path):
     summary, paths = write_report(params, ["bm25_flat", "bm25_multifield", "dense"])
     assert summary["dense"]["vs_bm25_multifield"]["mean_diff"] == pytest.approx(0.25)
     assert "\n| dense | bm25_multifield | +0.2500 |" in paths["table"].read_text()
+    # Three tests in the family (bm25_multifield and dense vs bm25_flat, dense vs bm25_multifield), Holm-adjusted.
+    tests = [summary["bm25_multifield"]["vs_bm25_flat"], summary["dense"]["vs_bm25_flat"], summary["dense"]["vs_bm25_multifield"]]
+    assert [t["p_ttest_holm"] for t in tests] == pytest.approx(holm_adjust([t["p_ttest"] for t in tests]))
+    assert "Holm–Bonferroni adjusted over all 3 tests" in paths["table"].read_text()

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from coaug.significance import compare, paired_bootstrap, paired_ttest
+from coaug.significance import compare, holm_adjust, paired_bootstrap, paired_ttest
 
 
 def test_ttest_matches_closed_form():
@@ -41,3 +41,12 @@ def test_compare_pairs_by_query_id():
     result = compare({"q1": 1.0, "q2": 0.0, "q3": 0.5}, {"q2": 0.0, "q1": 0.5, "q9": 1.0}, 100, 0)
     assert result["queries"] == 2
     assert result["mean_diff"] == pytest.approx(0.25)
+
+
+def test_holm_adjusts_in_step_down_order_and_keeps_the_given_order():
+    # Sorted: 0.01 x 4 = 0.04, 0.02 x 3 = 0.06, 0.03 x 2 = 0.06 (monotone), 0.5 x 1 = 0.5.
+    assert holm_adjust([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    # Capped at 1; a single test is not adjusted.
+    assert holm_adjust([0.4, 0.6]) == [0.8, 0.8]
+    assert holm_adjust([0.2]) == [0.2]
+    assert holm_adjust([]) == []

@@ -7,13 +7,17 @@ import json
 import logging
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
 from coaug.checkpoint import all_checkpoints, load_state
-from coaug.train import run_training
+from coaug.errors import CoaugError
+from coaug.train_config import train_config
+from coaug.trainer import shuffled_within_roles
+from coaug import train
 
 from .conftest import REPO, TINY_BEIR
 from .tiny_models import build_tiny_word_llama
@@ -31,6 +35,7 @@ def params(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(TINY_BEIR, data)
     (data / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nQ1\tD5\t1\nQ2\tD2\t1\nQ4\tD3\t1\n")
+    (data / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nQ3\tD4\t1\nQ2\tD1\t1\nQ1\tD5\t2\n")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["dataset"]["prepared_dir"] = str(data)
     params["policy"].update(model=str(build_tiny_word_llama(tmp_path / "tiny")), cache_dir=str(tmp_path / "policies"))
@@ -38,14 +43,17 @@ def params(tmp_path):
     params["train"].update(
         steps=2, queries_per_step=3, k_pos=1, k_randneg=2, rollouts=3, max_new_tokens=12,
         learning_rate=1e-2, checkpoint_every=1, sample_every=1, generation_batch_size=8, mini_batches=2,
-        micro_batch_size=4, kl_every=2,
+        micro_batch_size=4, kl_every=2, validation_batches=1, eval_every=0,
     )  # fmt: skip
     params["train_outputs"] = {
-        "checkpoint_dir": str(tmp_path / "ckpt"), "policy_dir": str(tmp_path / "policy"),
-        "metrics": str(tmp_path / "train.json"), "curves": str(tmp_path / "curves.csv"),
-        "curves_plot": str(tmp_path / "curves.png"),
+        "checkpoints_dir": str(tmp_path / "ckpt"), "policies_dir": str(tmp_path / "models"),
+        "reports_dir": str(tmp_path / "reports"),
     }  # fmt: skip
     return params
+
+
+def run_training(params, log_step, log_samples, variant="coaug"):
+    return train.run_training(params, variant, log_step, log_samples)
 
 
 def weights(folder):
@@ -63,27 +71,27 @@ def test_two_steps_change_every_parameter_and_log_every_metric(params, tmp_path)
     assert [step for step, _ in samples] == [0, 1]
     # 3 queries x (1 text + 1 positive + 2 negatives) x 3 rollouts
     assert len(samples[0][1]) == 36
-    before, after = weights(tmp_path / "tiny"), weights(tmp_path / "policy")
+    before, after = weights(tmp_path / "tiny"), weights(tmp_path / "models" / "coaug")
     unchanged = [name for name in before if torch.equal(before[name], after[name])]
     assert unchanged == []
     assert summary["steps"] == 2
     assert summary["optimizer_steps"] == 4  # 2 mini-batches a step
-    assert (tmp_path / "curves.csv").read_text().count("\n") == 3
+    assert (tmp_path / "reports" / "coaug.curves.csv").read_text().count("\n") == 3
 
 
 def test_resume_continues_step_count_and_optimizer_state_exactly(params, tmp_path):
     run_training(params, lambda *_: None, lambda *_: None)
-    straight = weights(tmp_path / "policy")
+    straight = weights(tmp_path / "models" / "coaug")
 
-    shutil.rmtree(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "ckpt" / "coaug")
     params["train"]["steps"] = 1
     run_training(params, lambda *_: None, lambda *_: None)
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step-000001"]
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "coaug").iterdir()) == ["step-000001"]
     params["train"]["steps"] = 2
     resumed_steps = []
     run_training(params, lambda step, _: resumed_steps.append(step), lambda *_: None)
     assert resumed_steps == [1]
-    resumed = weights(tmp_path / "policy")
+    resumed = weights(tmp_path / "models" / "coaug")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
@@ -103,19 +111,19 @@ def test_a_rerun_with_other_settings_starts_from_step_0_instead_of_resuming(para
         run_training(params, lambda step, _: rerun_steps.append(step), lambda *_: None)
     assert rerun_steps == [0, 1]
     assert rerun_warnings(caplog) == [
-        f"{tmp_path / 'ckpt' / 'step-000002'} was trained with other settings ({difference}): starting from step 0; "
+        f"{tmp_path / 'ckpt' / 'coaug' / 'step-000002'} was trained with other settings ({difference}): starting from step 0; "
         "its checkpoints are deleted"
     ]
     # What is left is this run's own: the old checkpoints were not mixed in.
     [key] = change
-    states = [load_state(checkpoint) for checkpoint in all_checkpoints(tmp_path / "ckpt")]
+    states = [load_state(checkpoint) for checkpoint in all_checkpoints(tmp_path / "ckpt" / "coaug")]
     assert [s["step"] for s in states] == [1, 2] and all(s["settings"][key] == change[key] for s in states)
 
 
 def test_a_checkpoint_without_recorded_settings_is_not_resumed(params, tmp_path, caplog):
     params["train"]["steps"] = 1
     run_training(params, lambda *_: None, lambda *_: None)
-    state_file = tmp_path / "ckpt" / "step-000001" / "state.json"
+    state_file = tmp_path / "ckpt" / "coaug" / "step-000001" / "state.json"
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps({k: v for k, v in state.items() if k not in ("settings", "settings_hash")}))
     rerun_steps = []
@@ -140,7 +148,7 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
     from coaug.policy import load_policy
     from coaug.tracking import configure_mlflow
 
-    params["train"]["steps"] = 1
+    params["train"].update(steps=1, eval_every=1)
     tiny_project(params, tmp_path, monkeypatch)
     assert main(["train"]) == 0
 
@@ -151,13 +159,16 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
     assert set(version.tags) == {"git_commit", "dataset_checksum", "params_hash"}
     run = client.get_run(version.run_id)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "ndcg_in_batch")] == [0]
-    assert "loss" in run.data.metrics and run.data.tags["dvc_stage"] == "train"
+    # Validation of the untrained policy (step 0) and after the one step.
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_ndcg_in_batch")] == [0, 1]
+    assert "loss" in run.data.metrics and run.data.tags["dvc_stage"] == "train@coaug"
+    assert run.data.tags["train_variant"] == "coaug" and run.data.params["variant.reward_control"] == "none"
     # Integer summary values are logged too.
     assert run.data.metrics["final.skipped_updates"] == 0 and run.data.metrics["final.optimizer_steps"] == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"train.json", "curves.csv", "curves.png", "samples"} <= artifacts
+    assert {"coaug.json", "coaug.curves.csv", "coaug.validation.csv", "coaug.curves.png", "samples"} <= artifacts
     registered = load_policy("models:/coaug-policy@challenger", tmp_path / "policies")
-    trained = load_policy(str(tmp_path / "policy"), tmp_path / "policies")
+    trained = load_policy(str(tmp_path / "models" / "coaug"), tmp_path / "policies")
     mine, theirs = trained.model.state_dict(), registered.model.state_dict()
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
@@ -190,7 +201,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(params, tmp_path):
     run_training(params, lambda step, m: logged.setdefault(step, m), lambda *_: None)
     assert logged[0]["skipped_update"] == 0.0
     assert logged[0]["kl_to_initial"] == 0.0  # measured with the adapters disabled: the initial policy
-    before, after = weights(tmp_path / "tiny"), weights(tmp_path / "policy")
+    before, after = weights(tmp_path / "tiny"), weights(tmp_path / "models" / "coaug")
     assert before.keys() == after.keys()  # merged: a plain model folder, no adapter weights
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed and all(("q_proj" in n or "v_proj" in n) for n in changed)
@@ -205,3 +216,76 @@ def test_ablations_keep_one_side_unaugmented(params, ablation, fixed_role):
     assert fixed and all(augmentation == "" for _, _, augmentation, _ in fixed)
     other = [row for row in samples if row[0] != fixed_role and (row[0] == "query") == (ablation == "q_only")]
     assert any(augmentation for _, _, augmentation, _ in other)
+
+
+def test_validation_scores_the_untrained_policy_at_step_0_and_any_policy_alike(params, tmp_path):
+    params["train"].update(eval_every=1)
+    logged = {}
+    summary = run_training(params, lambda step, m: logged.setdefault(step, {}).update(m), lambda *_: None)
+    val_keys = {"val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean"}
+    # After 0, 1 and 2 updates; logged at the step whose policy was scored.
+    assert all(val_keys <= set(logged[step]) for step in (0, 1, 2)) and set(logged[2]) == val_keys
+    rows = (tmp_path / "reports" / "coaug.validation.csv").read_text().splitlines()
+    assert rows[0] == "step,val_ndcg_in_batch,val_reward_query_mean,val_reward_positive_doc_mean,val_reward_negative_doc_mean"
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    # One batch of the 3 dev queries; quarters of 3 evaluations are 1 evaluation each.
+    assert summary["val_evaluations"] == 3 and summary["val_queries"] == 3
+    assert summary["val_ndcg_step0"] == summary["val_ndcg_first_quarter"] == logged[0]["val_ndcg_in_batch"]
+    assert summary["val_ndcg_last_quarter"] == logged[2]["val_ndcg_in_batch"]
+    # The same numbers for the starting and the saved policy, scored outside training (`coaug validate`).
+    untrained = train.run_validation(params, "coaug", str(tmp_path / "tiny"))
+    trained = train.run_validation(params, "coaug", str(tmp_path / "models" / "coaug"))
+    assert untrained["val_ndcg_in_batch"] == logged[0]["val_ndcg_in_batch"]
+    assert trained["val_ndcg_in_batch"] == logged[2]["val_ndcg_in_batch"]
+    assert sorted(trained["per_query"]) == ["Q1", "Q2", "Q3"]
+
+
+def test_validation_needs_a_prepared_split_other_than_the_eval_split(params, tmp_path):
+    params["train"].update(eval_every=1, validation_split="test")
+    with pytest.raises(CoaugError, match="train.validation_split 'test' is the eval split"):
+        run_training(params, lambda *_: None, lambda *_: None)
+    params["train"]["validation_split"] = "other"
+    with pytest.raises(CoaugError, match="no qrels for train.validation_split 'other': add it to dataset.splits"):
+        run_training(params, lambda *_: None, lambda *_: None)
+
+
+def test_the_control_samples_and_scores_the_same_step_but_learns_from_shuffled_rewards(params, tmp_path):
+    params["train"]["steps"] = 1
+    real = run_training(params, lambda step, m: None, lambda *_: None)
+    real_weights = weights(tmp_path / "models" / "coaug")
+    params["train_variants"]["control"] = {"reward_control": "shuffled"}
+    control_logged = {}
+    control = run_training(params, lambda step, m: control_logged.update(m), lambda *_: None, variant="control")
+    # Same policy, batch and rollouts: the same rewards; only their assignment to rollouts differs.
+    assert control["ndcg_in_batch_first"] == real["ndcg_in_batch_first"]
+    assert control_logged["optimizer_steps"] == 2.0
+    control_weights = weights(tmp_path / "models" / "control")
+    assert any(not torch.equal(real_weights[k], control_weights[k]) for k in real_weights)
+    assert (tmp_path / "ckpt" / "control").is_dir() and (tmp_path / "reports" / "control.json").is_file()
+
+
+def test_shuffled_within_roles_permutes_each_role_apart():
+    rewards = np.array([0.1, 0.2, 0.3, 1.0, 2.0, 3.0, 4.0])
+    roles = np.array([0, 0, 0, 1, 1, 2, 2])
+    shuffled = shuffled_within_roles(rewards, roles, np.random.default_rng(0))
+    for role in (0, 1, 2):
+        assert sorted(shuffled[roles == role]) == sorted(rewards[roles == role])
+    expected = rewards.copy()
+    rng = np.random.default_rng(0)
+    for role in (0, 1, 2):
+        where = np.flatnonzero(roles == role)
+        expected[where] = rewards[rng.permutation(where)]
+    assert shuffled.tolist() == expected.tolist() and shuffled.tolist() != rewards.tolist()
+
+
+def test_a_variant_overrides_train_and_unknown_names_fail(params):
+    params["train_variants"] = {"coaug": {"reward_control": "none"}, "qonly": {"q_only": True}}
+    assert train_config(params, "qonly").q_only and not train_config(params, "coaug").q_only
+    with pytest.raises(CoaugError, match="unknown train variant 'nope' \\(train_variants has coaug, qonly\\)"):
+        train_config(params, "nope")
+    params["train_variants"]["qonly"] = {"q_onyl": True}
+    with pytest.raises(CoaugError, match="unknown key 'train_variants.qonly.q_onyl'"):
+        train_config(params, "qonly")
+    params["train_variants"]["coaug"]["reward_control"] = "reversed"
+    with pytest.raises(CoaugError, match="train.reward_control must be one of none, shuffled, got 'reversed'"):
+        train_config(params, "coaug")

@@ -19,8 +19,11 @@ def make_project(root: Path, source: Path) -> Path:
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copytree(REPO / "coaug", root / "coaug", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "prompts", root / "prompts")
+    # A dev split (a copy of test's judgements) for the training's validation batches.
+    shutil.copytree(source, root / "beir")
+    shutil.copy(root / "beir" / "qrels" / "test.tsv", root / "beir" / "qrels" / "dev.tsv")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["dataset"].update(name="tiny", source=str(source), prepared_dir="data/tiny", splits=["test"])
+    params["dataset"].update(name="tiny", source="beir", prepared_dir="data/tiny", splits=["dev", "test"])
     for system in params["systems"].values():
         system.update(corpus="data/tiny/corpus.jsonl", queries="data/tiny/queries.jsonl")
     params["dense"]["cache_dir"] = str(root / ".cache" / "embeddings")
@@ -28,7 +31,11 @@ def make_project(root: Path, source: Path) -> Path:
     params["policy"].update(model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies"))
     params["generation"]["max_new_tokens"] = 4
     params["augment"]["doc_max_tokens"] = 16
-    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4)
+    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4,
+                           validation_batches=1, eval_every=1)  # fmt: skip
+    # One train variant (the registered one) and its augmentation.
+    params["train_variants"] = {"coaug": params["train_variants"]["coaug"]}
+    params["trained_augmentations"] = {"trained_sparse": params["trained_augmentations"]["trained_sparse"]}
     # The trained systems are the ones `promote` evaluates and serves.
     kept = ("coaug_untrained_flat", "coaug_trained_flat", "coaug_trained_dense")
     params["augmented_systems"] = {name: params["augmented_systems"][name] for name in kept}

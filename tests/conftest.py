@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,26 @@ def tiny_beir(tmp_path: Path) -> Path:
     target = tmp_path / "tiny_beir"
     shutil.copytree(TINY_BEIR, target)
     return target
+
+
+class Flag(logging.Handler):
+    """Sets ``event`` when a record containing ``text`` is logged."""
+
+    def __init__(self, text: str, event: threading.Event):
+        super().__init__()
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.fixture
+def lock_waits(caplog):
+    """An event set when some process or thread logs that it waits for a lock (coaug.locks)."""
+    caplog.set_level(logging.INFO, logger="coaug.locks")
+    waiting = threading.Event()
+    handler = Flag("waiting for", waiting)
+    logging.getLogger("coaug.locks").addHandler(handler)
+    yield waiting
+    logging.getLogger("coaug.locks").removeHandler(handler)

@@ -25,6 +25,7 @@ from coaug.augment_shards import ShardCache, absorb_shards, shard_cache_path, sh
 from coaug.beir import read_corpus, read_qrels, read_queries
 from coaug.errors import CoaugError
 from coaug.generation import Completion, GenerationParams, generate_batches
+from coaug.locks import locked
 from coaug.parsing import parse_response
 from coaug.policy import Policy, load_policy
 from coaug.quantize import quantized
@@ -163,13 +164,15 @@ def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> 
     """Augment the corpus and/or the eval-split queries as ``augmentations.<name>`` says.
 
     Shard caches left by ``coaug augment --shard`` for this policy are absorbed first, so after a sharded
-    run this only finds everything cached and writes the outputs.
+    run this only finds everything cached and writes the outputs. A concurrent run on the same cache waits
+    for this one (the cache's lock) and then finds everything cached too.
     """
     generate = generation_backend(P.get(params, "generation.backend"), P.get(params, "policy.quantize"))
     inputs = load_inputs(params, name)
-    cache = AugmentCache(inputs.cache_path(params))
-    absorb_shards(cache)
-    stats, results = augment_sides(params, name, inputs, cache, generate)
+    with locked(inputs.cache_path(params)):  # read the cache only once no other run is adding to it
+        cache = AugmentCache(inputs.cache_path(params))
+        absorb_shards(cache)
+        stats, results = augment_sides(params, name, inputs, cache, generate)
     with atomic_directory(out_dir) as staging:
         for side, filename in (("doc", "corpus.jsonl"), ("query", "queries.jsonl")):
             write_augmentations(staging / filename, results[side])
@@ -183,9 +186,11 @@ def run_augmentation_shard(params: dict[str, Any], name: str, index: int, count:
     generate = generation_backend(P.get(params, "generation.backend"), P.get(params, "policy.quantize"))
     inputs = load_inputs(params, name)
     main = inputs.cache_path(params)
-    cache = ShardCache(AugmentCache(main), AugmentCache(shard_cache_path(main, index, count)))
+    shard = shard_cache_path(main, index, count)
     texts = {side: {i: every[i] for i in shard_ids(list(every), index, count)} for side, every in inputs.texts.items()}
-    stats, _ = augment_sides(params, name, dataclasses.replace(inputs, texts=texts), cache, generate, f" shard {index}/{count}")
+    with locked(shard):  # two runs of one shard take turns, as runs on the main cache do
+        cache = ShardCache(AugmentCache(main), AugmentCache(shard))
+        stats, _ = augment_sides(params, name, dataclasses.replace(inputs, texts=texts), cache, generate, f" shard {index}/{count}")
     return stats
 
 

@@ -8,16 +8,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from coaug.augment import read_augmentations
+from coaug import augment
+from coaug.augment import read_augmentations, run_augmentation
 from coaug.cli import main
 
-from .augment_project import cache_lines, make_project
+from .augment_project import cache_lines, make_project, read_params
 
 
 @pytest.fixture
@@ -106,6 +108,43 @@ def test_kill_9_mid_run_then_rerun_completes_every_id_exactly_once(project):
     assert sorted(ids) == sorted(f"D{i}" for i in range(docs))
     out = (root / "augmented" / "doc2query" / "corpus.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["_id"] for line in out) == sorted(f"D{i}" for i in range(docs))
+
+
+def test_two_concurrent_runs_generate_each_text_once(project, monkeypatch, lock_waits, caplog):
+    """The second run waits for the first (the cache's lock), then finds every text cached."""
+    root = project(docs=5, max_new_tokens=4, batch_size=2)
+    params, out_dir = read_params(root), root / "augmented" / "doc2query"
+    generated: list[str] = []  # the desc of each text generated, by either run
+    second_run: dict = {}
+    second_blocked_or_done = lock_waits  # also set when the second run returns, should it not wait
+
+    def run_second() -> None:
+        try:
+            second_run["stats"] = run_augmentation(params, "doc2query", out_dir)
+        finally:
+            second_blocked_or_done.set()
+
+    second = threading.Thread(target=run_second)
+    real_generate = augment.generate_batches
+
+    def generate(policy, conversations, generation, batch_size, desc):
+        for indices, completions in real_generate(policy, conversations, generation, batch_size, desc):
+            if not generated and not second.is_alive():  # the first run, part-way: start the second
+                second.start()
+                assert second_blocked_or_done.wait(timeout=120)
+            generated.extend(desc for _ in completions)
+            yield indices, completions
+
+    monkeypatch.setattr(augment, "generate_batches", generate)
+    caplog.set_level(logging.INFO, logger="coaug")
+    first = run_augmentation(params, "doc2query", out_dir)
+    second.join()
+
+    assert generated == ["doc2query docs"] * 5
+    assert "doc2query docs: 5 texts, 5 cached, 0 to generate" in caplog.text
+    assert sorted(entry["id"] for entry in cache_lines(root)) == [f"D{i}" for i in range(5)]
+    assert second_run["stats"]["doc"]["texts"] == first["doc"]["texts"] == 5
+    assert sorted(read_augmentations(out_dir / "corpus.jsonl")) == [f"D{i}" for i in range(5)]
 
 
 def test_unknown_augmentation_and_missing_model_are_one_line(project, monkeypatch, capsys):

@@ -29,6 +29,8 @@ TASK_RUNNERS = ("local", "dask", "ray")
 # Stages whose command is `coaug augment --name <key>` (dvc.yaml foreach over augmentations).
 AUGMENT_STAGES = ("augment", "augment_trained")
 LOG_TAIL_LINES = 20
+LOOPBACK = "127.0.0.1"
+DASK_DASHBOARD_PORT = 8787
 
 
 class ShardFailed(RuntimeError):
@@ -45,8 +47,7 @@ def make_task_runner(kind: str, address: str | None, shards: int):
 
         if address:
             return DaskTaskRunner(address=address)
-        # Tasks only wait on their subprocess: in-process worker threads are enough.
-        return DaskTaskRunner(cluster_kwargs={"n_workers": shards, "threads_per_worker": 1, "processes": False})
+        return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(shards))
     if kind == "ray":
         try:
             from prefect_ray import RayTaskRunner
@@ -54,6 +55,17 @@ def make_task_runner(kind: str, address: str | None, shards: int):
             raise CoaugError("task_runner 'ray' needs `pip install prefect-ray`") from None
         return RayTaskRunner(address=address) if address else RayTaskRunner()
     raise CoaugError(f"task_runner must be one of {', '.join(TASK_RUNNERS)}, got '{kind}'")
+
+
+def local_cluster_kwargs(shards: int) -> dict:
+    """The ``LocalCluster`` arguments of a cluster started for ``shards`` tasks, reachable from this machine only."""
+    return {
+        # Tasks only wait on their subprocess: in-process worker threads are enough (they talk inproc://).
+        "n_workers": shards, "threads_per_worker": 1, "processes": False,
+        # What still opens TCP ports, the dashboard (Dask's usual port) and each worker's HTTP server, is
+        # unauthenticated: loopback only, not Dask's default of every interface.
+        "dashboard_address": f"{LOOPBACK}:{DASK_DASHBOARD_PORT}", "worker_dashboard_address": f"{LOOPBACK}:0",
+    }  # fmt: skip
 
 
 def shard_command(python: str, params_file: str, name: str, index: int, shards: int) -> list[str]:

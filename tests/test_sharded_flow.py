@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import sys
 
+import psutil
 import pytest
+from distributed import LocalCluster
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.testing.utilities import prefect_test_harness
 from prefect_dask import DaskTaskRunner
@@ -45,7 +47,10 @@ def test_task_runner_by_param(monkeypatch):
     remote = make_task_runner("dask", "tcp://scheduler:8786", 3)
     assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://scheduler:8786"
     local = make_task_runner("dask", None, 3)
-    assert local.address is None and local.cluster_kwargs == {"n_workers": 3, "threads_per_worker": 1, "processes": False}
+    assert local.address is None and local.cluster_kwargs == {
+        "n_workers": 3, "threads_per_worker": 1, "processes": False, "dashboard_address": "127.0.0.1:8787",
+        "worker_dashboard_address": "127.0.0.1:0",
+    }  # fmt: skip
     monkeypatch.setitem(sys.modules, "prefect_ray", None)  # not importable, whatever this machine has
     with pytest.raises(CoaugError) as error:
         make_task_runner("ray", None, 2)
@@ -53,6 +58,19 @@ def test_task_runner_by_param(monkeypatch):
     with pytest.raises(CoaugError) as error:
         make_task_runner("spark", None, 2)
     assert str(error.value) == "task_runner must be one of local, dask, ray, got 'spark'"
+
+
+def listening_sockets() -> set[tuple[str, int]]:
+    """The (address, port) pairs this process listens on."""
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
+def test_a_local_dask_cluster_listens_on_loopback_only():
+    before = listening_sockets()
+    with LocalCluster(**make_task_runner("dask", None, 2).cluster_kwargs):
+        opened = listening_sockets() - before
+    # The dashboard and the two workers' HTTP servers; Dask's defaults would bind them to 0.0.0.0 and ::.
+    assert len(opened) == 3 and {address for address, _ in opened} == {"127.0.0.1"}
 
 
 def test_one_shard_or_another_stage_runs_nothing(tmp_path):

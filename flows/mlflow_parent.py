@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coaug import params as P
-from coaug.tracking import PARENT_RUN_ENV, configure_mlflow, git_commit
+from coaug.tracking import PARENT_RUN_ENV, configure_mlflow, git_commit, process_tags
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -45,7 +45,8 @@ def parent_run(repo: str | Path, run_name: str, tags: dict[str, str]) -> Iterato
     mlflow = configure_mlflow(params)
     experiment = mlflow.get_experiment_by_name(P.get(params, "dataset.name"))
     client = mlflow.MlflowClient()
-    run = client.create_run(experiment.experiment_id, run_name=run_name, tags={**tags, "git_commit": commit})
+    # Host and pid: a flow killed with -9 leaves its run RUNNING until the next stage start sees the pid gone.
+    run = client.create_run(experiment.experiment_id, run_name=run_name, tags={**tags, "git_commit": commit, **process_tags()})
     ui = P.get(params, "mlflow.ui_url").rstrip("/")
     status = "FAILED"
     try:

@@ -12,6 +12,7 @@ import pytest
 
 from coaug.cli import main
 from coaug.prepare import prepare
+from coaug.registry import folder_sha256
 from coaug.significance import paired_ttest
 from coaug.tracking import configure_mlflow
 
@@ -97,6 +98,7 @@ def test_first_challenger_is_compared_with_the_baseline_promoted_and_served(cham
         "Δ +0.2083 ≥ 0.005 and paired t-test p = 0.0377 ≤ 0.05",
         "promotion.challenger_ndcg_at_10": V1_MEAN, "promotion.champion_ndcg_at_10": "none", "promotion.p_value": p,
         "promotion.delta": "0.20833333333333337", "promotion.compared_against": "baseline bm25_flat",
+        "policy_sha256": folder_sha256(policy(params, "policy-a")),
     }  # fmt: skip
     assert aliases(params) == {"challenger": "1", "champion": "1"}
 

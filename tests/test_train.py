@@ -146,6 +146,7 @@ def tiny_project(params, tmp_path, monkeypatch) -> None:
 def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, monkeypatch):
     from coaug.cli import main
     from coaug.policy import load_policy
+    from coaug.registry import folder_sha256
     from coaug.tracking import configure_mlflow
 
     params["train"].update(steps=1, eval_every=1)
@@ -156,7 +157,8 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("coaug-policy", "challenger")
     assert str(version.version) == "1"
-    assert set(version.tags) == {"git_commit", "dataset_checksum", "params_hash"}
+    assert set(version.tags) == {"git_commit", "dataset_checksum", "params_hash", "policy_sha256"}
+    assert version.tags["policy_sha256"] == folder_sha256(tmp_path / "models" / "coaug")
     run = client.get_run(version.run_id)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "ndcg_in_batch")] == [0]
     # Validation of the untrained policy (step 0) and after the one step.

@@ -188,9 +188,10 @@ def run_augmentation_shard(params: dict[str, Any], name: str, index: int, count:
     main = inputs.cache_path(params)
     shard = shard_cache_path(main, index, count)
     texts = {side: {i: every[i] for i in shard_ids(list(every), index, count)} for side, every in inputs.texts.items()}
+    inputs = dataclasses.replace(inputs, texts=texts)
     with locked(shard):  # two runs of one shard take turns, as runs on the main cache do
         cache = ShardCache(AugmentCache(main), AugmentCache(shard))
-        stats, _ = augment_sides(params, name, dataclasses.replace(inputs, texts=texts), cache, generate, f" shard {index}/{count}")
+        stats, _ = augment_sides(params, name, inputs, cache, generate, f" shard {index}/{count}")
     return stats
 
 

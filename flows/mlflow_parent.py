@@ -46,7 +46,8 @@ def parent_run(repo: str | Path, run_name: str, tags: dict[str, str]) -> Iterato
     experiment = mlflow.get_experiment_by_name(P.get(params, "dataset.name"))
     client = mlflow.MlflowClient()
     # Host and pid: a flow killed with -9 leaves its run RUNNING until the next stage start sees the pid gone.
-    run = client.create_run(experiment.experiment_id, run_name=run_name, tags={**tags, "git_commit": commit, **process_tags()})
+    tags = {**tags, "git_commit": commit, **process_tags()}
+    run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
     ui = P.get(params, "mlflow.ui_url").rstrip("/")
     status = "FAILED"
     try:

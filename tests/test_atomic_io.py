@@ -48,7 +48,8 @@ def write_folder(target: Path, value: str) -> None:
 
 def kill_writer_at(target: Path, point: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's coaug, whatever the venv has installed
-    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target), point], cwd=REPO, env=env, capture_output=True, text=True)
+    command = [sys.executable, "-c", KILLED_WRITER, str(target), point]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr
 
 

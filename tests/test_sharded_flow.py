@@ -62,7 +62,8 @@ def test_task_runner_by_param(monkeypatch):
 
 def listening_sockets() -> set[tuple[str, int]]:
     """The (address, port) pairs this process listens on."""
-    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+    sockets = psutil.Process().net_connections(kind="inet")
+    return {(s.laddr.ip, s.laddr.port) for s in sockets if s.status == psutil.CONN_LISTEN}
 
 
 def test_a_local_dask_cluster_listens_on_loopback_only():

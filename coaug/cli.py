@@ -173,11 +173,23 @@ def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
     logger.info("%s v%s: %s", report["model_name"], report["challenger_version"], report["reason"])
 
 
+def check_search_args(queries: list[str], k: int) -> None:
+    """Refuse every bad argument at once, before the warm-up (policy, index: tens of seconds), rather than
+    after it and halfway through the queries."""
+    blank = [str(position) for position, query in enumerate(queries, start=1) if not query.strip()]
+    if blank:
+        verb = "is" if len(blank) == 1 else "are"
+        raise CoaugError(f"QUERY {', '.join(blank)} of {len(queries)} {verb} blank: every query needs some text")
+    if k < 1:
+        raise CoaugError(f"k must be >= 1, got {k}")
+
+
 def cmd_search(params: dict[str, Any], args: argparse.Namespace) -> None:
+    k = args.k if args.k is not None else P.get(params, "search.k")
+    check_search_args(args.queries, k)
     from coaug.search import ServedSearch, result_json, result_table
 
     engine = ServedSearch(params, args.alias or P.get(params, "search.alias"), args.dense)
-    k = args.k if args.k is not None else P.get(params, "search.k")
     for query in args.queries:
         result = engine.search(query, k)
         sys.stdout.write(json.dumps(result_json(result), ensure_ascii=False) + "\n" if args.json else result_table(result))

@@ -49,7 +49,12 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.augment_shards import parse_shard
     from coaug.tracking import stage_run
 
-    augmentation = P.flatten({"augmentation": P.augmentation(params, args.name)})  # fails on an unknown name first
+    config = P.augmentation(params, args.name)  # fails on an unknown name first
+    # Checked before the policy is loaded: generation would only fail on them after it.
+    P.positive_int(params, "augment.batch_size")
+    if config["query_prompt"]:  # the eval split's queries are the ones augmented
+        P.eval_qrels_path(params)
+    augmentation = P.flatten({"augmentation": config})
     if args.shard:
         # A shard only fills the cache; the unsharded run that absorbs it is the stage MLflow records.
         run_augmentation_shard(params, args.name, *parse_shard(args.shard))
@@ -142,6 +147,7 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.tracking import stage_run
 
     system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
+    P.eval_qrels_path(params)  # and on an eval split that was not prepared
     paths = output_paths(params, args.system)
     with stage_run(params, "evaluate", ["bm25", "dense", "retrieval", "evaluation"], system) as mlflow:
         started = time.perf_counter()
@@ -157,6 +163,7 @@ def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.tracking import stage_run
 
     systems = args.systems or P.system_names(params)
+    P.eval_qrels_path(params)  # no metrics file of an unprepared split can be reported
     with stage_run(params, "report", ["evaluation"]) as mlflow:
         summary, paths = write_report(params, systems)
         mlflow.log_param("systems", ",".join(systems))

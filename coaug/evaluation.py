@@ -21,7 +21,7 @@ def evaluate_system(
     per_query_path: str | Path,
 ) -> dict[str, Any]:  # fmt: skip
     split = P.get(params, "dataset.eval_split")
-    qrels = read_qrels(Path(P.get(params, "dataset.prepared_dir")) / "qrels" / f"{split}.tsv")
+    qrels = read_qrels(P.eval_qrels_path(params))
     queries = system_queries(P.system(params, system_name), list(qrels))
     run = retrieve(params, system_name, index_dir, queries)
     write_run(run_path, run, tag=system_name)

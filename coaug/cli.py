@@ -159,11 +159,12 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.report import write_report
+    from coaug.report import require_baseline, write_report
     from coaug.tracking import stage_run
 
     systems = args.systems or P.system_names(params)
     P.eval_qrels_path(params)  # no metrics file of an unprepared split can be reported
+    require_baseline(params)
     with stage_run(params, "report", ["evaluation"]) as mlflow:
         summary, paths = write_report(params, systems)
         mlflow.log_param("systems", ",".join(systems))

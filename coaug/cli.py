@@ -272,13 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", cmd_evaluate, "retrieve for the eval split, write a TREC run and its metrics",
         "Retrieve retrieval.hits documents for every query of dataset.eval_split (self-hits removed), "
         "write the TREC run, and score it with trec_eval semantics (ir-measures/pytrec_eval): "
-        "evaluation.metrics overall (a DVC metric) and per query.",
+        "evaluation.metrics overall (a DVC metric, labelled with the split and the prepared dataset's checksum) "
+        "and per query.",
     )  # fmt: skip
     evaluate.add_argument("--system", required=True, help="a key of `systems` or `augmented_systems` in params.yaml")
     report = add(
         "report", cmd_report, "compare systems: table, plot and paired tests vs the baseline",
         "Collect every system's metrics into metrics/summary.json, results.md and a bar plot, with a paired "
-        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline.",
+        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline. Metrics of "
+        "another dataset or eval split, or written before evaluate labelled them, are left out with the reason "
+        "(the baseline's fail the report): a report never mixes datasets.",
     )  # fmt: skip
     report.add_argument("--systems", nargs="*", help="systems to include (default: all in params.yaml)")
     add(

@@ -51,7 +51,8 @@ def resolve_source(source: str, sha256: str | None, download_dir: str | Path) ->
                 bundle.extractall(staging)
         except zipfile.BadZipFile as exc:
             raise CoaugError(
-                f"dataset.source {source}: not a zip archive ({exc}): dataset.source must be a BEIR zip URL or a local BEIR folder"
+                f"dataset.source {source}: not a zip archive ({exc}): "
+                "dataset.source must be a BEIR zip URL or a local BEIR folder"
             ) from None
     return _beir_root(extracted, source)
 

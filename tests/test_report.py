@@ -175,17 +175,18 @@ def test_evaluate_labels_its_metrics_with_the_dataset_and_split_and_the_report_a
     from coaug import evaluation
     from coaug.prepare import prepare
 
-    stats = prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "data")
+    prepared = tmp_path / "data"
+    stats = prepare(str(tiny_beir), None, ["test"], 0, prepared)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["dataset"].update(prepared_dir=str(tmp_path / "data"), eval_split="test")
+    params["dataset"].update(prepared_dir=str(prepared), eval_split="test")
     params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"))
     params["evaluation"].update(metrics=["NDCG@10"], bootstrap_samples=50)
-    params["systems"]["bm25_flat"].update(corpus=str(tmp_path / "data" / "corpus.jsonl"), queries=str(tmp_path / "data" / "queries.jsonl"))
+    params["systems"]["bm25_flat"].update(corpus=str(prepared / "corpus.jsonl"), queries=str(prepared / "queries.jsonl"))
     # The retriever is not under test here: Q1 and Q2 ranked perfectly, Q3 unanswered.
     run = {"Q1": [("D5", 2.0), ("D1", 1.0)], "Q2": [("D2", 1.0)], "Q3": []}
     monkeypatch.setattr(evaluation, "retrieve", lambda params, system, index, queries: run)
-    metrics = tmp_path / "metrics" / "bm25_flat.json"
-    evaluation.evaluate_system(params, "bm25_flat", tmp_path / "index", tmp_path / "run.trec", metrics, tmp_path / "metrics" / "bm25_flat.perquery.tsv")
+    metrics, per_query = tmp_path / "metrics" / "bm25_flat.json", tmp_path / "metrics" / "bm25_flat.perquery.tsv"
+    evaluation.evaluate_system(params, "bm25_flat", tmp_path / "index", tmp_path / "run.trec", metrics, per_query)
     # The keys DVC shows as metrics are kept; the identity is added beside them.
     assert json.loads(metrics.read_text()) == {
         "system": "bm25_flat", "split": "test", "dataset_checksum": stats["checksum"], "queries": 3,

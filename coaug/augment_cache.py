@@ -3,8 +3,9 @@
 One JSON line per result, keyed by (text id, the exact input text, prompt digest, model fingerprint,
 generation params) — the text itself, so a changed truncation budget or corpus edit never hits stale entries. Each
 batch is appended with one write and fsync'd, so ``kill -9`` can at worst leave a torn LAST line, which
-the next open cuts off (logged). A corrupt line anywhere else is an error naming file and line: that is
-not something a crash produces.
+the next open cuts off (logged). A corrupt complete line is not something a crash produces (a bad disk, a
+stray write): it is skipped with one warning, so its text misses the cache and is generated again, and
+every good entry is kept.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import json
 import logging
 import os
 from pathlib import Path
-
-from coaug.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +39,20 @@ class AugmentCache:
             logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", self.path, len(data) - len(complete))
             with self.path.open("r+b") as handle:
                 handle.truncate(len(complete))
-        for line_no, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+        # Split on b"\n" only: str.splitlines would also cut an entry at a U+2028 the model wrote.
+        lines = complete.split(b"\n")[:-1]
+        corrupt = []
+        for line_no, line in enumerate(lines, start=1):
             try:
-                entry = json.loads(line)
+                entry = json.loads(line.decode("utf-8"))
                 key = entry["key"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(str(self.path), "corrupt cache entry (delete the file to regenerate)", line_no) from None
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+                corrupt.append(line_no)
+                continue
             self.entries.setdefault(key, entry)
+        if corrupt:
+            logger.warning("%s: skipped %d corrupt line%s of %d (first: line %d); their texts will be generated again",
+                           self.path, len(corrupt), "s" if len(corrupt) > 1 else "", len(lines), corrupt[0])  # fmt: skip
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries

@@ -49,7 +49,12 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.augment_shards import parse_shard
     from coaug.tracking import stage_run
 
-    augmentation = P.flatten({"augmentation": P.augmentation(params, args.name)})  # fails on an unknown name first
+    config = P.augmentation(params, args.name)  # fails on an unknown name first
+    # Checked before the policy is loaded: generation would only fail on them after it.
+    P.positive_int(params, "augment.batch_size")
+    if config["query_prompt"]:  # the eval split's queries are the ones augmented
+        P.eval_qrels_path(params)
+    augmentation = P.flatten({"augmentation": config})
     if args.shard:
         # A shard only fills the cache; the unsharded run that absorbs it is the stage MLflow records.
         run_augmentation_shard(params, args.name, *parse_shard(args.shard))
@@ -142,6 +147,7 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.tracking import stage_run
 
     system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
+    P.eval_qrels_path(params)  # and on an eval split that was not prepared
     paths = output_paths(params, args.system)
     with stage_run(params, "evaluate", ["bm25", "dense", "retrieval", "evaluation"], system) as mlflow:
         started = time.perf_counter()
@@ -153,10 +159,12 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.report import write_report
+    from coaug.report import require_baseline, write_report
     from coaug.tracking import stage_run
 
     systems = args.systems or P.system_names(params)
+    P.eval_qrels_path(params)  # no metrics file of an unprepared split can be reported
+    require_baseline(params)
     with stage_run(params, "report", ["evaluation"]) as mlflow:
         summary, paths = write_report(params, systems)
         mlflow.log_param("systems", ",".join(systems))
@@ -173,11 +181,23 @@ def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
     logger.info("%s v%s: %s", report["model_name"], report["challenger_version"], report["reason"])
 
 
+def check_search_args(queries: list[str], k: int) -> None:
+    """Refuse every bad argument at once, before the warm-up (policy, index: tens of seconds), rather than
+    after it and halfway through the queries."""
+    blank = [str(position) for position, query in enumerate(queries, start=1) if not query.strip()]
+    if blank:
+        verb = "is" if len(blank) == 1 else "are"
+        raise CoaugError(f"QUERY {', '.join(blank)} of {len(queries)} {verb} blank: every query needs some text")
+    if k < 1:
+        raise CoaugError(f"k must be >= 1, got {k}")
+
+
 def cmd_search(params: dict[str, Any], args: argparse.Namespace) -> None:
+    k = args.k if args.k is not None else P.get(params, "search.k")
+    check_search_args(args.queries, k)
     from coaug.search import ServedSearch, result_json, result_table
 
     engine = ServedSearch(params, args.alias or P.get(params, "search.alias"), args.dense)
-    k = args.k if args.k is not None else P.get(params, "search.k")
     for query in args.queries:
         result = engine.search(query, k)
         sys.stdout.write(json.dumps(result_json(result), ensure_ascii=False) + "\n" if args.json else result_table(result))
@@ -252,13 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", cmd_evaluate, "retrieve for the eval split, write a TREC run and its metrics",
         "Retrieve retrieval.hits documents for every query of dataset.eval_split (self-hits removed), "
         "write the TREC run, and score it with trec_eval semantics (ir-measures/pytrec_eval): "
-        "evaluation.metrics overall (a DVC metric) and per query.",
+        "evaluation.metrics overall (a DVC metric, labelled with the split and the prepared dataset's checksum) "
+        "and per query.",
     )  # fmt: skip
     evaluate.add_argument("--system", required=True, help="a key of `systems` or `augmented_systems` in params.yaml")
     report = add(
         "report", cmd_report, "compare systems: table, plot and paired tests vs the baseline",
         "Collect every system's metrics into metrics/summary.json, results.md and a bar plot, with a paired "
-        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline.",
+        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline. Metrics of "
+        "another dataset or eval split, or written before evaluate labelled them, are left out with the reason "
+        "(the baseline's fail the report): a report never mixes datasets.",
     )  # fmt: skip
     report.add_argument("--systems", nargs="*", help="systems to include (default: all in params.yaml)")
     add(

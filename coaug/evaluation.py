@@ -11,6 +11,7 @@ from coaug.atomic_io import atomic_open, write_json
 from coaug.beir import read_qrels
 from coaug.metrics import PerQuery, aggregate, per_query
 from coaug.retrievers import retrieve, system_queries
+from coaug.tracking import dataset_checksum
 from coaug.trec_run import read_run, write_run
 
 logger = logging.getLogger(__name__)
@@ -21,14 +22,16 @@ def evaluate_system(
     per_query_path: str | Path,
 ) -> dict[str, Any]:  # fmt: skip
     split = P.get(params, "dataset.eval_split")
-    qrels = read_qrels(Path(P.get(params, "dataset.prepared_dir")) / "qrels" / f"{split}.tsv")
+    qrels = read_qrels(P.eval_qrels_path(params))
     queries = system_queries(P.system(params, system_name), list(qrels))
     run = retrieve(params, system_name, index_dir, queries)
     write_run(run_path, run, tag=system_name)
     # Score the file as written: its rounded scores decide trec_eval's tie order.
     values = per_query(qrels, read_run(run_path), P.get(params, "evaluation.metrics"))
     write_per_query(per_query_path, values)
-    summary = {"system": system_name, "split": split, "queries": len(queries), **aggregate(values)}
+    # The identity the report checks, so that it never mixes metrics of two datasets or splits.
+    identity = {"system": system_name, "split": split, "dataset_checksum": dataset_checksum(params)}
+    summary = {**identity, "queries": len(queries), **aggregate(values)}
     write_json(metrics_path, summary)
     logger.info("%s: %s", system_name, {k: round(v, 4) for k, v in aggregate(values).items()})
     return summary

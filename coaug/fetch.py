@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -16,6 +18,8 @@ from coaug.errors import CoaugError
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+# For connecting and for each read, not the whole download: a stalled server fails instead of hanging the stage.
+DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
 def sha256_file(path: str | Path) -> str:
@@ -42,19 +46,33 @@ def resolve_source(source: str, sha256: str | None, download_dir: str | Path) ->
         raise CoaugError(f"{source}: sha256 {actual} does not match dataset.sha256 {sha256}")
     extracted = download_dir / (archive.stem + "-" + sha256[:12])
     if not extracted.exists():
-        with atomic_directory(extracted) as staging, zipfile.ZipFile(archive) as bundle:
-            bundle.extractall(staging)
+        try:
+            with atomic_directory(extracted) as staging, zipfile.ZipFile(archive) as bundle:
+                bundle.extractall(staging)
+        except zipfile.BadZipFile as exc:
+            raise CoaugError(
+                f"dataset.source {source}: not a zip archive ({exc}): "
+                "dataset.source must be a BEIR zip URL or a local BEIR folder"
+            ) from None
     return _beir_root(extracted, source)
 
 
 def _download(url: str, target: Path) -> None:
     logger.info("downloading %s", url)
-    with urllib.request.urlopen(url) as response, atomic_open(target, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, atomic_open(target, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    # Network failures only: a full disk while writing is not the URL's fault and keeps its traceback.
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        reason = exc.reason if type(exc) is urllib.error.URLError else exc
+        raise CoaugError(
+            f"dataset.source {url}: download failed ({reason}): check the URL and the network, "
+            "or set dataset.source to a local BEIR folder"
+        ) from None
 
 
 def _beir_root(extracted: Path, source: str) -> Path:

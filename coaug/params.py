@@ -34,6 +34,28 @@ def get(params: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def positive_int(params: dict[str, Any], dotted: str) -> int:
+    """An integer param that must be at least 1 (a batch size, a count)."""
+    value = get(params, dotted)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CoaugError(f"params: {dotted} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def eval_qrels_path(params: dict[str, Any]) -> Path:
+    """The qrels of ``dataset.eval_split``, which ``coaug prepare`` must have written."""
+    split = get(params, "dataset.eval_split")
+    folder = Path(get(params, "dataset.prepared_dir")) / "qrels"
+    path = folder / f"{split}.tsv"
+    if not path.is_file():
+        prepared = ", ".join(sorted(p.stem for p in folder.glob("*.tsv"))) or "none"
+        raise CoaugError(
+            f"params: dataset.eval_split '{split}' was not prepared (no {path}; prepared splits: {prepared}): "
+            "name one of those, or add it to dataset.splits and rerun `coaug prepare`"
+        )
+    return path
+
+
 def system_names(params: dict[str, Any]) -> list[str]:
     """Baseline systems first, then augmented ones, in params.yaml order."""
     return [*params.get("systems", {}), *params.get("augmented_systems", {})]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from coaug.errors import CoaugError
 from coaug.evaluation import read_per_query
 from coaug.plots import comparison_bars
 from coaug.significance import compare, holm_adjust
+from coaug.tracking import dataset_checksum
+
+logger = logging.getLogger(__name__)
 
 
 def output_paths(params: dict[str, Any], system_name: str) -> dict[str, Path]:
@@ -33,22 +37,58 @@ def evaluated(params: dict[str, Any], systems: list[str]) -> tuple[list[str], li
     return done, [s for s in systems if s not in done]
 
 
+def stale_reason(params: dict[str, Any], system: str) -> str | None:
+    """Why ``system``'s metrics file does not belong to the prepared dataset and ``dataset.eval_split``, or None.
+
+    A file without a dataset checksum (written before evaluate recorded one) counts as not belonging: nothing
+    shows it is of this dataset, and the metrics committed for one dataset are exactly what a report of
+    another would pick up.
+    """
+    path = output_paths(params, system)["metrics"]
+    written = json.loads(path.read_text())
+    checksum, split = dataset_checksum(params), P.get(params, "dataset.eval_split")
+    if "dataset_checksum" not in written:
+        problem = "is unlabelled (no dataset checksum)"
+    elif written["dataset_checksum"] != checksum:
+        problem = f"is from dataset {written['dataset_checksum'][:12]}, not the prepared {checksum[:12]}"
+    elif written.get("split") != split:
+        problem = f"is from split '{written.get('split')}', not dataset.eval_split '{split}'"
+    else:
+        return None
+    return f"{path} {problem} — rerun `coaug evaluate --system {system}`"
+
+
+def require_baseline(params: dict[str, Any]) -> None:
+    """Every test is against the baseline: without its metrics of this dataset there is no report."""
+    baseline = P.get(params, "evaluation.baseline")
+    if not output_paths(params, baseline)["metrics"].is_file():
+        raise CoaugError(f"baseline '{baseline}' has no metrics yet: run its evaluate stage first")
+    reason = stale_reason(params, baseline)
+    if reason:
+        raise CoaugError(f"baseline '{baseline}' cannot be reported: {reason}")
+
+
 def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
     """Metrics per system, a paired test of each against the baseline and of each evaluated
-    ``evaluation.comparisons`` pair, all Holm-adjusted together (:func:`adjust_for_multiplicity`)."""
+    ``evaluation.comparisons`` pair, all Holm-adjusted together (:func:`adjust_for_multiplicity`).
+
+    Every system's metrics must belong to the prepared dataset and eval split (:func:`stale_reason`)."""
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
     key_metric = P.get(params, "evaluation.significance_metric")
     if baseline not in systems:
         systems = [baseline, *systems]
-    if not output_paths(params, baseline)["metrics"].is_file():
-        raise CoaugError(f"baseline '{baseline}' has no metrics yet: run its evaluate stage first")
+    require_baseline(params)
+    for name in systems:
+        reason = stale_reason(params, name)
+        if reason:
+            raise CoaugError(f"'{name}' cannot be reported: {reason}")
     scores = {s: json.loads(output_paths(params, s)["metrics"].read_text()) for s in systems}
     per_query = {s: read_per_query(output_paths(params, s)["per_query"])[key_metric] for s in systems}
 
     def test(name: str, reference: str) -> dict[str, Any]:
         samples, seed = P.get(params, "evaluation.bootstrap_samples"), P.get(params, "evaluation.seed")
-        return {"metric": key_metric, **compare(per_query[name], per_query[reference], samples, seed)}
+        return {"metric": key_metric, **compare(per_query[name], per_query[reference], samples, seed, (name, reference))}
 
     summary: dict[str, Any] = {name: {m: scores[name][m] for m in metrics} for name in systems}
     for name in systems:
@@ -121,9 +161,13 @@ def policy_block(summary: dict[str, Any], block: dict[str, dict[str, str]], metr
 def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths.
 
-    Systems without metrics yet are named in results.md as not evaluated, never silently dropped."""
+    Systems without metrics yet are named in results.md as not evaluated, and those whose metrics belong to
+    another dataset or split are left out with the reason, never silently dropped nor mixed in."""
     systems, missing = evaluated(params, systems)
-    summary = build_report(params, systems)
+    stale = {name: reason for name in systems if (reason := stale_reason(params, name))}
+    summary = build_report(params, [name for name in systems if name not in stale])  # a stale baseline fails here
+    for name, reason in stale.items():
+        logger.warning("report leaves out %s: %s", name, reason)
     metrics = P.get(params, "evaluation.metrics")
     baseline = P.get(params, "evaluation.baseline")
     alpha = P.get(params, "evaluation.alpha")
@@ -147,6 +191,9 @@ def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, 
         summary, P.get(params, "evaluation.policy_block"), key_metric
     )
     pending = f"\nNot evaluated yet: {', '.join(missing)}.\n" if missing else ""
+    if stale:
+        reasons = "".join(f"- {name}: {reason}\n" for name, reason in stale.items())
+        pending += f"\nLeft out, their metrics do not belong to this dataset and split:\n\n{reasons}"
     pairs = comparisons_table(summary, P.get(params, "evaluation.comparisons"), key_metric, alpha)
     pairs = f"\nPaired tests between systems (evaluation.comparisons):\n\n{pairs}" if pairs else ""
     write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + block + pairs + pending)

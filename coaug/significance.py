@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from coaug.errors import CoaugError
+
 
 def paired_ttest(system: np.ndarray, baseline: np.ndarray) -> float:
     """Two-sided paired t-test p-value (1.0 when the systems never differ)."""
@@ -32,9 +34,22 @@ def paired_bootstrap(system: np.ndarray, baseline: np.ndarray, samples: int, see
     return {"mean_diff": float(observed), "ci_low": float(low), "ci_high": float(high), "p_bootstrap": p_value}
 
 
-def compare(system: dict[str, float], baseline: dict[str, float], samples: int, seed: int) -> dict[str, float]:
-    """Both tests on per-query values of the queries the two share (sorted ids, so results are stable)."""
-    qids = sorted(set(system) & set(baseline))
+def compare(
+    system: dict[str, float], baseline: dict[str, float], samples: int, seed: int, names: tuple[str, str]
+) -> dict[str, float]:
+    """Both tests on per-query values (sorted ids, so results are stable) of ``names`` = (system, baseline).
+
+    Every judged query is scored (0 when unanswered), so two runs of one eval split have the same query set; a
+    difference means one side is from another dataset or split, and testing only the shared queries would hide it.
+    """
+    if set(system) != set(baseline) or not system:
+        shared = len(set(system) & set(baseline))
+        raise CoaugError(
+            f"paired test of {names[0]} against {names[1]} needs the same non-empty query set on both sides, but "
+            f"{names[0]} has {len(system)}, {names[1]} {len(baseline)}, {shared} shared: "
+            "rerun `coaug evaluate` for both on the current dataset"
+        )
+    qids = sorted(system)
     a = np.array([system[q] for q in qids])
     b = np.array([baseline[q] for q in qids])
     return {"queries": len(qids), **paired_bootstrap(a, b, samples, seed), "p_ttest": paired_ttest(a, b)}

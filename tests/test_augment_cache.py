@@ -2,10 +2,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from coaug.augment_cache import AugmentCache, cache_key
-from coaug.errors import DataError
 
 
 def entry(key: str, text: str) -> dict:
@@ -34,6 +31,11 @@ def test_entries_survive_reopen_and_are_never_duplicated(tmp_path):
     assert len((tmp_path / "aug.jsonl").read_text().splitlines()) == 3
 
 
+def test_an_entry_with_a_unicode_line_separator_survives_reopen(tmp_path):
+    AugmentCache(tmp_path / "aug.jsonl").append([entry("a", "one\u2028two\x85three")])
+    assert AugmentCache(tmp_path / "aug.jsonl").get("a")["augmentation"] == "one\u2028two\x85three"
+
+
 def test_torn_last_line_is_dropped(tmp_path, caplog):
     path = tmp_path / "aug.jsonl"
     path.write_text(json.dumps(entry("a", "x")) + "\n" + '{"key": "b", "augm')
@@ -43,12 +45,42 @@ def test_torn_last_line_is_dropped(tmp_path, caplog):
     assert "dropping a torn last line" in caplog.text
 
 
-def test_corrupt_middle_line_is_an_error(tmp_path):
+def test_corrupt_complete_lines_are_skipped_and_their_texts_regenerated(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from coaug.augment import augment_texts
+    from coaug.generation import Completion, GenerationParams
+    from coaug.prompts import Prompt
+
     path = tmp_path / "aug.jsonl"
-    path.write_text(json.dumps(entry("a", "x")) + "\nnot json\n" + json.dumps(entry("b", "y")) + "\n")
-    with pytest.raises(DataError) as error:
-        AugmentCache(path)
-    assert str(error.value) == f"{path}:2: corrupt cache entry (delete the file to regenerate)"
+    texts = {"D1": "one", "D2": "two", "D3": "three", "D4": "four"}
+    generated = []
+
+    def generate(policy, conversations, generation, batch_size, desc):
+        users = [c[-1]["content"] for c in conversations]
+        generated.extend(users)
+        yield list(range(len(users))), [Completion(f"aug {text}", 2) for text in users]
+
+    def augment(cache: AugmentCache) -> dict[str, str]:
+        policy, prompt = SimpleNamespace(fingerprint="m"), Prompt("p", "plain", "Expand.")
+        results = augment_texts(policy, prompt, texts, GenerationParams(), cache, 8, "docs", generate, "transformers")
+        return {text_id: result["augmentation"] for text_id, result in results.items()}
+
+    augment(AugmentCache(path))
+    lines = path.read_bytes().split(b"\n")
+    # Not what a crash leaves (that is a torn last line): a bit flip, an interleaved write, a bad byte.
+    lines[1], lines[2] = b"not json", b'{"key": "\xff"}'
+    path.write_bytes(b"\n".join(lines))
+    generated.clear()
+    caplog.clear()
+    cache = AugmentCache(path)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"{path}: skipped 2 corrupt lines of 4 (first: line 2); their texts will be generated again")
+    ]
+    assert augment(cache) == {"D1": "aug one", "D2": "aug two", "D3": "aug three", "D4": "aug four"}
+    assert generated == ["two", "three"]
+    # The good entries were kept, the two regenerated ones appended: all four are cached now.
+    assert sum(key in AugmentCache(path) for key in cache.entries) == 4
 
 
 def test_key_is_stable_across_releases():

@@ -64,3 +64,43 @@ def test_unknown_system_is_one_line(capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["index", "--system", "bm25_typo"]) == 2
     assert capsys.readouterr().err.startswith("coaug index: error: params: unknown system 'bm25_typo' (defined: ")
+
+
+@pytest.fixture
+def tiny_params(tiny_beir, tmp_path, monkeypatch):
+    """Params for the tiny fixture, prepared with its test split only, every output under ``tmp_path``
+    (the working directory); returns the params and the file to save them to."""
+    from coaug.prepare import prepare
+
+    prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "data")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["dataset"].update(source=str(tiny_beir), prepared_dir=str(tmp_path / "data"), splits=["test"])
+    params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
+    params["policy"]["model"] = str(tmp_path / "no-policy")  # a check that came after loading it would fail on this
+    monkeypatch.chdir(tmp_path)
+    return params, tmp_path / "params.yaml"
+
+
+@pytest.mark.parametrize(
+    "command", [["evaluate", "--system", "bm25_flat"], ["report"], ["augment", "--name", "query2doc"]], ids=lambda c: c[0]
+)
+def test_an_eval_split_that_was_not_prepared_is_one_line(command, tiny_params, capsys):
+    params, path = tiny_params
+    params["dataset"]["eval_split"] = "dev"
+    path.write_text(yaml.safe_dump(params))
+    assert main(["--params", str(path), *command]) == 2
+    qrels = path.parent / "data" / "qrels"
+    assert capsys.readouterr().err == (
+        f"coaug {command[0]}: error: params: dataset.eval_split 'dev' was not prepared (no {qrels}/dev.tsv; prepared "
+        "splits: test): name one of those, or add it to dataset.splits and rerun `coaug prepare`\n"
+    )
+    assert not (path.parent / "mlruns").exists()  # refused before any MLflow run was opened
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_a_batch_size_below_one_is_one_line(value, tiny_params, capsys):
+    params, path = tiny_params
+    params["augment"]["batch_size"] = value
+    path.write_text(yaml.safe_dump(params))
+    assert main(["--params", str(path), "augment", "--name", "untrained"]) == 2
+    assert capsys.readouterr().err == f"coaug augment: error: params: augment.batch_size must be an integer >= 1, got {value!r}\n"

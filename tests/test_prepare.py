@@ -7,13 +7,19 @@ import hashlib
 import http.server
 import json
 import shutil
+import socket
 import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
+from coaug import fetch
+from coaug.cli import main
 from coaug.errors import CoaugError
 from coaug.prepare import prepare
+
+from .conftest import REPO
 
 
 def test_prepare_writes_normalised_copy_and_stats(tiny_beir, tmp_path):
@@ -84,3 +90,59 @@ def test_zip_url_with_wrong_checksum_fails(served_zip, tmp_path):
 def test_url_without_checksum_is_refused(tmp_path):
     with pytest.raises(CoaugError, match="dataset.sha256 must pin the archive"):
         prepare("https://example.invalid/nfcorpus.zip", None, ["test"], 0, tmp_path / "data")
+
+
+def prepare_cli(tmp_path: Path, source: str, sha256: str, capsys) -> tuple[int, str]:
+    """``coaug prepare`` on ``source``; returns the exit code and the last line on stderr (the download's
+    progress bar comes before it)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["dataset"].update(source=source, sha256=sha256, prepared_dir=str(tmp_path / "data" / "nfcorpus"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    code = main(["--params", str(tmp_path / "params.yaml"), "prepare"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err.splitlines()[-1]
+
+
+ADVICE = "check the URL and the network, or set dataset.source to a local BEIR folder"
+
+
+def test_unreachable_url_is_one_line(tmp_path, capsys):
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/nfcorpus.zip"
+    assert prepare_cli(tmp_path, url, "0" * 64, capsys) == (
+        2, f"coaug prepare: error: dataset.source {url}: download failed ([Errno 111] Connection refused): {ADVICE}"
+    )
+
+
+def test_a_missing_file_on_the_server_is_one_line(served_zip, tmp_path, capsys):
+    url = served_zip[0].replace("tiny.zip", "nfcorpus.zip")
+    assert prepare_cli(tmp_path, url, "0" * 64, capsys) == (
+        2, f"coaug prepare: error: dataset.source {url}: download failed (HTTP Error 404: File not found): {ADVICE}"
+    )
+
+
+def test_a_server_that_never_answers_times_out_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(fetch, "DOWNLOAD_TIMEOUT_SECONDS", 0.2)
+    with socket.socket() as silent:  # accepts the connection (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/nfcorpus.zip"
+        assert prepare_cli(tmp_path, url, "0" * 64, capsys) == (
+            2, f"coaug prepare: error: dataset.source {url}: download failed (timed out): {ADVICE}"
+        )
+    assert not (tmp_path / "data" / ".downloads" / "nfcorpus.zip").exists()
+
+
+def test_a_download_that_is_not_a_zip_is_one_line(tmp_path, capsys):
+    page = tmp_path / "site" / "nfcorpus.zip"
+    page.parent.mkdir()
+    page.write_text("<html>Moved</html>\n")  # what a proxy or an error page serves
+    url = page.as_uri()
+    assert prepare_cli(tmp_path, url, hashlib.sha256(page.read_bytes()).hexdigest(), capsys) == (
+        2, f"coaug prepare: error: dataset.source {url}: not a zip archive (File is not a zip file): "
+        "dataset.source must be a BEIR zip URL or a local BEIR folder"
+    )
+    # Nothing half-extracted is left to be taken for the dataset by the next run.
+    assert [p.name for p in (tmp_path / "data" / ".downloads").iterdir()] == ["nfcorpus.zip"]

@@ -143,3 +143,24 @@ def test_an_empty_registry_is_one_clear_error(served, tmp_path, capsys):
 def test_k_below_one_is_one_clear_error(served, capsys):
     assert search(served, "asthma", "--k", "0") == 2
     assert error_line(capsys) == "coaug search: error: k must be >= 1, got 0"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["a", "  ", "b"], "QUERY 2 of 3 is blank: every query needs some text"),
+        (["", "a", "\t\n"], "QUERY 1, 3 of 3 are blank: every query needs some text"),
+        (["a", "--k", "0"], "k must be >= 1, got 0"),
+    ],
+)
+def test_bad_arguments_are_refused_before_the_warm_up(args, error, monkeypatch, capsys):
+    import coaug.search
+
+    from .conftest import REPO
+
+    def warm_up(*_):
+        raise AssertionError("the served policy and index were loaded before the arguments were checked")
+
+    monkeypatch.setattr(coaug.search, "ServedSearch", warm_up)
+    assert search(REPO / "params.yaml", *args) == 2
+    assert capsys.readouterr() == ("", f"coaug search: error: {error}\n")

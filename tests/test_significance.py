@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from coaug.errors import CoaugError
 from coaug.significance import compare, holm_adjust, paired_bootstrap, paired_ttest
 
 
@@ -38,9 +39,28 @@ def test_bootstrap_is_reproducible_for_a_seed():
 
 
 def test_compare_pairs_by_query_id():
-    result = compare({"q1": 1.0, "q2": 0.0, "q3": 0.5}, {"q2": 0.0, "q1": 0.5, "q9": 1.0}, 100, 0)
-    assert result["queries"] == 2
-    assert result["mean_diff"] == pytest.approx(0.25)
+    result = compare({"q1": 1.0, "q2": 0.0, "q3": 0.5}, {"q2": 0.0, "q3": 0.5, "q1": 0.5}, 100, 0, ("dense", "bm25_flat"))
+    assert result["queries"] == 3
+    assert result["mean_diff"] == pytest.approx(0.5 / 3)
+
+
+@pytest.mark.parametrize(
+    ("system", "baseline", "counts"),
+    [
+        ({"q1": 1.0, "q2": 0.0, "q3": 0.5}, {"q2": 0.0, "q1": 0.5, "q9": 1.0}, "dense has 3, bm25_flat 3, 2 shared"),
+        ({"q1": 1.0, "q2": 0.0}, {"q1": 0.5}, "dense has 2, bm25_flat 1, 1 shared"),
+        # The report: metrics of another dataset, no query in common (a NaN difference, p = 1).
+        ({"PLAIN-1": 0.3}, {"q1": 0.5, "q2": 0.1}, "dense has 1, bm25_flat 2, 0 shared"),
+        ({}, {}, "dense has 0, bm25_flat 0, 0 shared"),
+    ],
+)
+def test_compare_needs_the_same_queries_on_both_sides(system, baseline, counts):
+    with pytest.raises(CoaugError) as error:
+        compare(system, baseline, 100, 0, ("dense", "bm25_flat"))
+    assert str(error.value) == (
+        f"paired test of dense against bm25_flat needs the same non-empty query set on both sides, but {counts}: "
+        "rerun `coaug evaluate` for both on the current dataset"
+    )
 
 
 def test_holm_adjusts_in_step_down_order_and_keeps_the_given_order():

@@ -36,6 +36,7 @@ $(STAMP): $(ROOT)/requirements.lock $(ROOT)/pyproject.toml
 	touch $(STAMP)
 
 pipeline: setup
+	$(BIN)/coaug plan
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 

@@ -204,6 +204,17 @@ def cmd_search(params: dict[str, Any], args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
+def cmd_plan(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from coaug.plan import estimate, plan_text, read_durations, record_durations, stages_to_run
+
+    if args.record:
+        recorded = record_durations(params)
+        logger.info("recorded the durations of %d stages", len(recorded))
+        return
+    recorded, machine = read_durations(params)
+    sys.stdout.write(plan_text(estimate(stages_to_run("."), recorded), machine))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coaug", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -305,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--k", type=int, help="hits per query (default: search.k)")
     search.add_argument("--dense", action="store_true", help="search the served dense index instead of BM25")
     search.add_argument("--json", action="store_true", help="one JSON object per query: query, augmentation, hits, seconds")
+    plan = add(
+        "plan", cmd_plan, "say which DVC stages `dvc repro` will run and roughly how long each takes",
+        "List the stages `dvc repro` will run here (changed ones per `dvc status` and everything downstream), "
+        "each with its duration on the machine that recorded outputs.reports_dir/stage_seconds.json, and the "
+        "total; `make pipeline` prints this first. --record rewrites that file from the longest finished MLflow "
+        "run of every stage (run it after a full pipeline run and commit the file).",
+    )  # fmt: skip
+    plan.add_argument("--record", action="store_true", help="record the durations of the last run from MLflow")
     return parser
 
 

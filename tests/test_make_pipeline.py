@@ -29,7 +29,11 @@ def test_make_pipeline_runs_every_stage_without_an_activated_venv(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # `coaug plan` said up front what would run (no durations recorded in the tiny project).
+    assert f"dvc repro will run {len(EXPECTED_ORDER)} stage(s); durations as recorded on no machine yet" in done.stdout
     locked = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     assert sorted(locked) == sorted(EXPECTED_ORDER)
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True)
     assert "up to date" in status.stdout
+    plan = subprocess.run([sys.executable, "-m", "coaug.cli", "plan"], cwd=project, capture_output=True, text=True)
+    assert plan.stdout == "dvc repro: every stage is up to date, nothing to run\n"

@@ -291,3 +291,24 @@ def test_a_variant_overrides_train_and_unknown_names_fail(params):
     params["train_variants"]["coaug"]["reward_control"] = "reversed"
     with pytest.raises(CoaugError, match="train.reward_control must be one of none, shuffled, got 'reversed'"):
         train_config(params, "coaug")
+
+
+def test_validate_command_scores_a_registered_version_and_logs_it(params, tmp_path, monkeypatch, capsys):
+    from coaug.cli import main
+    from coaug.tracking import configure_mlflow
+
+    params["train"].update(steps=1, eval_every=1)
+    tiny_project(params, tmp_path, monkeypatch)
+    assert main(["train"]) == 0
+    capsys.readouterr()
+    assert main(["validate", "--policy", "models:/coaug-policy@challenger"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    trained = json.loads((tmp_path / "reports" / "coaug.json").read_text())
+    # The registered version is the trained policy: its score is the one training logged after its last step.
+    assert printed["val_ndcg_in_batch"] == pytest.approx(trained["val_ndcg_last_quarter"], abs=1e-12)
+    assert sorted(printed["per_query"]) == ["Q1", "Q2", "Q3"]
+    client = configure_mlflow(params).MlflowClient()
+    [run] = [r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+             if r.data.tags["coaug_stage"] == "validate"]  # fmt: skip
+    assert run.data.params["policy"] == "models:/coaug-policy@challenger"
+    assert run.data.metrics["val_ndcg_in_batch"] == printed["val_ndcg_in_batch"]

@@ -1,0 +1,104 @@
+"""What ``make pipeline`` is about to do: the DVC stages ``dvc repro`` will run and roughly how long each takes.
+
+Durations come from ``reports/stage_seconds.json``, recorded from the MLflow runs of the committed pipeline
+runs (``coaug plan --record``: the longest finished run of each stage), so a fresh machine of the same class
+knows up front what it is in for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from coaug import params as P
+from coaug.atomic_io import write_json
+from coaug.errors import CoaugError
+
+DURATIONS_FILE = "stage_seconds.json"  # under outputs.reports_dir
+
+
+def stages_to_run(repo: str | Path) -> list[str]:
+    """Stages ``dvc repro`` would run, in dependency order: the changed ones (``dvc status``) and everything
+    downstream of them (an upper bound: DVC skips a downstream stage whose inputs come out unchanged)."""
+    import networkx as nx
+    from dvc.lock import LockError
+    from dvc.repo import Repo
+
+    with contextlib.chdir(repo), Repo(".") as dvc_repo:
+        graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
+        names = {stage: stage.addressing for stage in graph.nodes}
+        try:
+            changed = {name.split(":")[-1] for name in dvc_repo.status()}
+        except LockError as exc:  # a running `dvc repro` holds its stages' outputs
+            raise CoaugError(f"dvc status: {str(exc).splitlines()[0]} (a dvc command is running here: wait for it)") from None
+        start = [stage for stage, name in names.items() if name in changed]
+        running = set(start).union(*(nx.ancestors(graph, stage) for stage in start))
+        order = nx.lexicographical_topological_sort(graph.subgraph(running).reverse(copy=True), key=names.get)
+        return [names[stage] for stage in order]
+
+
+def estimate(stages: list[str], recorded: dict[str, float]) -> list[tuple[str, float | None]]:
+    """Seconds per stage: its recorded duration, else the median of its recorded ``foreach`` siblings
+    (``evaluate@new`` from the other ``evaluate@*``), else None."""
+    by_group: dict[str, list[float]] = {}
+    for name, seconds in recorded.items():
+        if "@" in name:  # a foreach stage; a plain stage of the same name is no sibling
+            by_group.setdefault(name.split("@")[0], []).append(seconds)
+    guesses = []
+    for stage in stages:
+        siblings = by_group.get(stage.split("@")[0])
+        guesses.append((stage, recorded.get(stage, statistics.median(siblings) if siblings else None)))
+    return guesses
+
+
+def plan_text(guesses: list[tuple[str, float | None]], machine: str) -> str:
+    """The lines printed before ``dvc repro``: a count, one line per stage, a total."""
+    if not guesses:
+        return "dvc repro: every stage is up to date, nothing to run\n"
+    known = [seconds for _, seconds in guesses if seconds is not None]
+    lines = [f"dvc repro will run {len(guesses)} stage(s); durations as recorded on {machine}:"]
+    lines += [f"  {stage:<44} {'?' if s is None else format_duration(s):>8}" for stage, s in guesses]
+    unknown = len(guesses) - len(known)
+    lines.append(f"  total ~{format_duration(sum(known))}" + (f" + {unknown} stage(s) never recorded" if unknown else ""))
+    return "\n".join(lines) + "\n"
+
+
+def format_duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def durations_path(params: dict[str, Any]) -> Path:
+    return Path(P.get(params, "outputs.reports_dir")) / DURATIONS_FILE
+
+
+def read_durations(params: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """(seconds per stage, the machine they were recorded on); empty when none were recorded."""
+    path = durations_path(params)
+    if not path.is_file():
+        return {}, f"no machine yet ({path} is written by `coaug plan --record` after a run)"
+    recorded = json.loads(path.read_text())
+    return recorded["stages"], recorded["machine"]
+
+
+def record_durations(params: dict[str, Any]) -> dict[str, float]:
+    """Write the wall time of the longest finished MLflow run of every DVC stage (tag ``dvc_stage``) to
+    ``stage_seconds.json``, with this machine's description. The longest, not the newest: a rerun that finds
+    its caches warm (augmentations, embeddings) takes seconds where a fresh machine takes minutes."""
+    from coaug.precision import describe_machine
+    from coaug.tracking import configure_mlflow
+
+    mlflow = configure_mlflow(params)
+    experiment = mlflow.get_experiment_by_name(P.get(params, "dataset.name"))
+    runs = mlflow.MlflowClient().search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
+                                             max_results=5000)  # fmt: skip
+    seconds: dict[str, float] = {}
+    for run in runs:
+        stage = run.data.tags.get("dvc_stage")
+        if stage and run.info.end_time:
+            seconds[stage] = max(seconds.get(stage, 0.0), (run.info.end_time - run.info.start_time) / 1000)
+    write_json(durations_path(params), {"machine": describe_machine(), "stages": dict(sorted(seconds.items()))})
+    return seconds

@@ -312,3 +312,16 @@ def test_validate_command_scores_a_registered_version_and_logs_it(params, tmp_pa
              if r.data.tags["coaug_stage"] == "validate"]  # fmt: skip
     assert run.data.params["policy"] == "models:/coaug-policy@challenger"
     assert run.data.metrics["val_ndcg_in_batch"] == printed["val_ndcg_in_batch"]
+
+
+def test_the_dense_setting_trains_with_the_dense_reward_and_validates_with_it(params, tmp_path):
+    params["dense"]["cache_dir"] = str(tmp_path / "embeddings")
+    params["train"].update(steps=1, eval_every=1)
+    params["train_variants"]["dense_reward"] = {"similarity": "dense", "query_prompt": "dense_query", "doc_prompt": "dense_doc"}
+    logged = {}
+    summary = run_training(params, lambda step, m: logged.setdefault(step, {}).update(m), lambda *_: None,
+                           variant="dense_reward")  # fmt: skip
+    assert summary["optimizer_steps"] == 2 and summary["val_evaluations"] == 2
+    # Cosine similarities of MiniLM embeddings rank the batch: NDCG values in (0, 1].
+    assert 0 < logged[0]["ndcg_in_batch"] <= 1 and 0 < logged[1]["val_ndcg_in_batch"] <= 1
+    assert (tmp_path / "models" / "dense_reward" / "config.json").is_file()

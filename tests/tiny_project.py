@@ -39,6 +39,8 @@ def make_project(root: Path, source: Path) -> Path:
     # The trained systems are the ones `promote` evaluates and serves.
     kept = ("coaug_untrained_flat", "coaug_trained_flat", "coaug_trained_dense")
     params["augmented_systems"] = {name: params["augmented_systems"][name] for name in kept}
+    # The dense-setting pass serves only the dense-reward variant, which the tiny project does not train.
+    del params["augmentations"]["untrained_denseprompt"]
     # Three test queries cannot make a t-test significant: any challenger that does not lose to BM25 is served.
     params["promotion"].update(min_delta=0.0, max_p_value=1.0)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

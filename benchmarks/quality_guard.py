@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from coaug.evaluation import read_per_query
+from coaug.per_query_file import read_per_query
 from coaug.significance import compare
 
 

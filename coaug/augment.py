@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from coaug import params as P
-from coaug.atomic_io import atomic_directory, atomic_open, write_json
+from coaug.atomic_io import atomic_directory, write_json
 from coaug.augment_cache import AugmentCache, cache_key
 from coaug.augment_shards import ShardCache, absorb_shards, shard_cache_path, shard_ids
+from coaug.augmentation_files import write_augmentations
 from coaug.beir import read_corpus, read_qrels, read_queries
 from coaug.errors import CoaugError
 from coaug.generation import Completion, GenerationParams, generate_batches
@@ -207,12 +208,3 @@ def side_stats(results: dict[str, dict[str, Any]], seconds: float) -> dict[str, 
     }
 
 
-def write_augmentations(path: Path, results: dict[str, dict[str, Any]]) -> None:
-    with atomic_open(path) as handle:
-        for text_id, result in results.items():
-            handle.write(json.dumps({"_id": text_id, "augmentation": result["augmentation"]}, ensure_ascii=False) + "\n")
-
-
-def read_augmentations(path: str | Path) -> dict[str, str]:
-    with open(path, encoding="utf-8") as handle:
-        return {record["_id"]: record["augmentation"] for record in map(json.loads, handle)}

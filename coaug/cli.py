@@ -99,7 +99,7 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
         mlflow.set_tags({"compute_dtype": summary["compute_dtype"], "train_variant": variant})
-        from coaug.plots import training_curves
+        from coaug.training_plot import training_curves
 
         training_curves(outputs["curves"], outputs["validation"], outputs["curves_plot"])
         for key in ("metrics", "curves", "validation", "curves_plot"):
@@ -130,7 +130,7 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.report import output_paths
+    from coaug.outputs import output_paths
     from coaug.retrievers import build_index
     from coaug.tracking import stage_run
 
@@ -143,7 +143,7 @@ def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.evaluation import evaluate_system
-    from coaug.report import output_paths
+    from coaug.outputs import output_paths
     from coaug.tracking import stage_run
 
     system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from coaug import params as P
-from coaug.atomic_io import atomic_open, write_json
+from coaug.atomic_io import write_json
 from coaug.beir import read_qrels
-from coaug.metrics import PerQuery, aggregate, per_query
+from coaug.metrics import aggregate, per_query
+from coaug.per_query_file import write_per_query
 from coaug.retrievers import retrieve, system_queries
 from coaug.tracking import dataset_checksum
 from coaug.trec_run import read_run, write_run
@@ -36,22 +37,3 @@ def evaluate_system(
     logger.info("%s: %s", system_name, {k: round(v, 4) for k, v in aggregate(values).items()})
     return summary
 
-
-def write_per_query(path: str | Path, values: PerQuery) -> None:
-    names = list(values)
-    qids = sorted(next(iter(values.values())))
-    with atomic_open(path) as handle:
-        handle.write("\t".join(["query_id", *names]) + "\n")
-        for qid in qids:
-            handle.write("\t".join([qid, *(f"{values[n][qid]:.6f}" for n in names)]) + "\n")
-
-
-def read_per_query(path: str | Path) -> PerQuery:
-    with open(path, encoding="utf-8") as handle:
-        names = handle.readline().rstrip("\n").split("\t")[1:]
-        values: PerQuery = {name: {} for name in names}
-        for line in handle:
-            qid, *cells = line.rstrip("\n").split("\t")
-            for name, cell in zip(names, cells):
-                values[name][qid] = float(cell)
-    return values

@@ -68,6 +68,7 @@ def system(params: dict[str, Any], name: str) -> dict[str, Any]:
     where the augmentation entries are JSONL paths or None.
     """
     plain, augmented = params.get("systems", {}), params.get("augmented_systems", {})
+    _defined_once(name, "systems", plain, "augmented_systems", augmented)
     if name in plain:
         config = dict(plain[name])
         _require(config, f"systems.{name}", ("retriever", "corpus", "queries"))
@@ -98,13 +99,21 @@ def augmentation(params: dict[str, Any], name: str) -> dict[str, Any]:
 
     Trained augmentations are kept apart because their policy is the output of the train stage.
     """
-    augmentations = {**get(params, "augmentations"), **params.get("trained_augmentations", {})}
+    plain, trained = get(params, "augmentations"), params.get("trained_augmentations", {})
+    _defined_once(name, "augmentations", plain, "trained_augmentations", trained)
+    augmentations = {**plain, **trained}
     if name not in augmentations:
         raise CoaugError(f"params: unknown augmentation '{name}' (defined: {', '.join(augmentations)})")
     config = dict(augmentations[name])
     _require(config, f"augmentation '{name}'", ("format", "doc_prompt", "query_prompt"))
     config["policy"] = config.get("policy") or get(params, "policy.model")
     return config
+
+
+def _defined_once(name: str, first: str, first_items: dict, second: str, second_items: dict) -> None:
+    # One definition per name: a stage's DVC params list only the section its item is in.
+    if name in first_items and name in second_items:
+        raise CoaugError(f"params: '{name}' is defined in both {first} and {second}: rename one of them")
 
 
 def _require(config: Any, where: str, keys: tuple[str, ...]) -> None:

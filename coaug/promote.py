@@ -17,11 +17,11 @@ from coaug import params as P
 from coaug.aliases import CHAMPION, aliased_version, registered_aliases
 from coaug.atomic_io import write_json
 from coaug.errors import CoaugError
-from coaug.evaluation import read_per_query
 from coaug.promotion import METRIC, Champion, Decision, Scores, decide, mean_score, rule_from_params
 from coaug.recorded_evaluation import ARTIFACT_DIR, Evaluation, evaluation_from_tags, require_comparable
+from coaug.outputs import output_paths
+from coaug.per_query_file import read_per_query
 from coaug.registry import CHALLENGER
-from coaug.report import output_paths
 from coaug.serving import build_manifest, snapshot
 from coaug.tracking import configure_mlflow, dataset_checksum, stage_run
 

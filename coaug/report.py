@@ -12,23 +12,13 @@ from typing import Any
 from coaug import params as P
 from coaug.atomic_io import write_json, write_text
 from coaug.errors import CoaugError
-from coaug.evaluation import read_per_query
+from coaug.outputs import output_paths
+from coaug.per_query_file import read_per_query
 from coaug.plots import comparison_bars
 from coaug.significance import compare, holm_adjust
 from coaug.tracking import dataset_checksum
 
 logger = logging.getLogger(__name__)
-
-
-def output_paths(params: dict[str, Any], system_name: str) -> dict[str, Path]:
-    """Where the index/evaluate stages put a system's outputs (dvc.yaml names the same paths)."""
-    metrics_dir = Path(P.get(params, "outputs.metrics_dir"))
-    return {
-        "index": Path(P.get(params, "outputs.indexes_dir")) / system_name,
-        "run": Path(P.get(params, "outputs.runs_dir")) / f"{system_name}.trec",
-        "metrics": metrics_dir / f"{system_name}.json",
-        "per_query": metrics_dir / f"{system_name}.perquery.tsv",
-    }
 
 
 def evaluated(params: dict[str, Any], systems: list[str]) -> tuple[list[str], list[str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from coaug import dense, lucene, params as P
-from coaug.augment import read_augmentations
+from coaug.augmentation_files import read_augmentations
 from coaug.beir import Corpus, read_corpus, read_queries
 from coaug.combine import augmented_doc, augmented_query
 from coaug.trec_run import Run, remove_self_hits

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from coaug.augment import run_augmentation
-from coaug.evaluation import write_per_query
+from coaug.per_query_file import write_per_query
 from coaug.prepare import prepare
 from coaug.registry import register_policy
 from coaug.retrievers import build_index

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from coaug import augment
-from coaug.augment import read_augmentations, run_augmentation
+from coaug.augment import run_augmentation
+from coaug.augmentation_files import read_augmentations
 from coaug.cli import main
 
 from .augment_project import cache_lines, make_project, read_params

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coaug import params as P
-from coaug.augment import read_augmentations
+from coaug.augmentation_files import read_augmentations
 from coaug.beir import read_corpus
 from coaug.cli import main
 from coaug.retrievers import retrieve, system_queries

@@ -50,8 +50,7 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
     from coaug.tracking import stage_run
 
     config = P.augmentation(params, args.name)  # fails on an unknown name first
-    # Checked before the policy is loaded: generation would only fail on them after it.
-    P.positive_int(params, "augment.batch_size")
+    # Checked before the policy is loaded: generation would only fail on it after it.
     if config["query_prompt"]:  # the eval split's queries are the ones augmented
         P.eval_qrels_path(params)
     augmentation = P.flatten({"augmentation": config})

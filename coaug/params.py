@@ -8,20 +8,22 @@ from typing import Any
 import yaml
 
 from coaug.errors import CoaugError
-
-RETRIEVERS = ("bm25_flat", "bm25_multifield", "dense")
+from coaug.params_schema import RETRIEVERS, check
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
+    """params.yaml, checked against coaug.params_schema before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise CoaugError(f"{path}: params file not found")
+    text = path.read_text()
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CoaugError(f"{path}: invalid YAML ({exc})") from None
     if not isinstance(params, dict):
         raise CoaugError(f"{path}: expected a mapping at top level")
+    check(params, str(path), text)
     return params
 
 
@@ -32,14 +34,6 @@ def get(params: dict[str, Any], dotted: str) -> Any:
             raise CoaugError(f"params: missing key '{dotted}'")
         node = node[part]
     return node
-
-
-def positive_int(params: dict[str, Any], dotted: str) -> int:
-    """An integer param that must be at least 1 (a batch size, a count)."""
-    value = get(params, dotted)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CoaugError(f"params: {dotted} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def eval_qrels_path(params: dict[str, Any]) -> Path:

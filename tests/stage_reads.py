@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "coaug"
-KEY_READERS = {("params", "get"), ("params", "positive_int")}  # (module, function) taking (params, "dotted.key")
+KEY_READERS = {("params", "get")}  # (module, function) taking (params, "dotted.key")
 
 
 @cache

@@ -81,5 +81,5 @@ def test_the_walk_finds_reads_through_calls_and_stops_at_unreached_functions():
         "outputs.metrics_dir", "outputs.runs_dir", "systems",
     }  # fmt: skip
     assert imported_modules(entry_node("prepare")) == {
-        "atomic_io", "beir", "errors", "fetch", "locks", "params", "prepare", "runtime_env", "tracking",
+        "atomic_io", "beir", "errors", "fetch", "locks", "params", "params_schema", "prepare", "runtime_env", "tracking",
     }  # fmt: skip

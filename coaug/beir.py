@@ -7,6 +7,7 @@ Every defect is reported as one :class:`DataError` naming file, line and field.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 from dataclasses import dataclass, field
@@ -51,17 +52,31 @@ def load_dataset(folder: str | Path, splits: list[str], max_unknown_qrels: int) 
 def _read_jsonl(path: Path):
     if not path.is_file():
         raise DataError(str(path), "file not found")
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    for line_no, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(str(path), f"invalid JSON ({exc.msg} at column {exc.colno})", line_no) from None
+        if not isinstance(record, dict):
+            raise DataError(str(path), "expected a JSON object", line_no)
+        yield line_no, record
+
+
+def _utf8_lines(path: Path):
+    """(line number, text) of a UTF-8 file, lines ending in ``\n``. A UTF-8 byte-order mark at the start (some
+    exports write one) is dropped; a byte that is not UTF-8 fails naming its line and column."""
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(str(path), f"invalid JSON ({exc.msg} at column {exc.colno})", line_no) from None
-            if not isinstance(record, dict):
-                raise DataError(str(path), "expected a JSON object", line_no)
-            yield line_no, record
+                yield line_no, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                byte = raw[exc.start]
+                raise DataError(str(path), f"not UTF-8 (byte 0x{byte:02x} at column {exc.start + 1}): save the file as "
+                                "UTF-8", line_no) from None  # fmt: skip
 
 
 def _id_field(record: dict, path: Path, line_no: int) -> str:
@@ -123,26 +138,27 @@ def read_queries(path: Path) -> Queries:
 def read_qrels(path: Path) -> Qrels:
     """Parse a BEIR qrels TSV with its ``query-id corpus-id score`` header (CRLF tolerated)."""
     qrels: Qrels = {}
-    with path.open(encoding="utf-8") as handle:
-        lines = (line.rstrip("\r\n") for line in handle)
-        header = next(lines, None)
-        if header is None or tuple(header.split("\t")) != QRELS_HEADER:
-            raise DataError(str(path), f"expected header {'<TAB>'.join(QRELS_HEADER)!r}, got {header!r}", 1)
-        for line_no, line in enumerate(lines, start=2):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise DataError(str(path), f"expected 3 tab-separated fields, got {len(parts)}", line_no)
-            qid, doc_id, score = parts
-            try:
-                value = int(score)
-            except ValueError:
-                raise DataError(str(path), f"not an integer: {score!r}", line_no, "score") from None
-            previous = qrels.setdefault(qid, {}).get(doc_id)
-            if previous is not None and previous != value:
-                raise DataError(str(path), f"conflicting judgement for ({qid}, {doc_id})", line_no, "score")
-            qrels[qid][doc_id] = value
+    if not path.is_file():
+        raise DataError(str(path), "file not found")
+    lines = (line.rstrip("\r\n") for _, line in _utf8_lines(path))
+    header = next(lines, None)
+    if header is None or tuple(header.split("\t")) != QRELS_HEADER:
+        raise DataError(str(path), f"expected header {'<TAB>'.join(QRELS_HEADER)!r}, got {header!r}", 1)
+    for line_no, line in enumerate(lines, start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise DataError(str(path), f"expected 3 tab-separated fields, got {len(parts)}", line_no)
+        qid, doc_id, score = parts
+        try:
+            value = int(score)
+        except ValueError:
+            raise DataError(str(path), f"not an integer: {score!r}", line_no, "score") from None
+        previous = qrels.setdefault(qid, {}).get(doc_id)
+        if previous is not None and previous != value:
+            raise DataError(str(path), f"conflicting judgement for ({qid}, {doc_id})", line_no, "score")
+        qrels[qid][doc_id] = value
     if not qrels:
         raise DataError(str(path), "no judgements")
     return qrels

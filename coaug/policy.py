@@ -87,8 +87,14 @@ def load_policy(spec: str, cache_dir: str | Path, dtype: str = "float32") -> Pol
 
     resolved = machine_dtype(dtype)
     model_dir, tokenizer_dir, digests = resolve_policy_folder(spec, cache_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolved))
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    from safetensors import SafetensorError
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolved))
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CoaugError(f"policy '{spec}': {model_dir} could not be loaded ({first_line(exc)}): "
+                         "point policy.model at an intact model folder, .gguf file or registry version") from None  # fmt: skip
     _prepare_for_batched_generation(model, tokenizer)
     # The resolved dtype, not the request: "auto" means different weights on different machines.
     fingerprint = hashlib.sha256(f"dtype={resolved}\n".encode())
@@ -135,7 +141,11 @@ def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
         return target
     logger.info("converting %s to safetensors in %s (once; takes ~20 s for a 135M model)", gguf_path, target)
     with atomic_directory(target) as staging:
-        _convert_gguf_into(gguf_path, staging)
+        try:
+            _convert_gguf_into(gguf_path, staging)
+        except (OSError, ValueError, KeyError) as exc:  # gguf's reader: bad magic, truncated tensors, unknown fields
+            raise CoaugError(f"policy '{gguf_path}': not a readable GGUF file ({first_line(exc)}): point policy.model "
+                             "at an intact .gguf, a model folder or a registry version") from None  # fmt: skip
         _write_checksums(staging, source=gguf_path)
     return target
 
@@ -165,6 +175,11 @@ def download_registered_model(uri: str, cache_dir: str | Path) -> Path:
     except MlflowException as exc:
         raise CoaugError(f"policy '{uri}': {str(exc.message).splitlines()[0]}") from exc
     return target
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _prepare_for_batched_generation(model, tokenizer) -> None:

@@ -3,7 +3,7 @@
 ``check`` runs once when params are loaded, before any stage does work, and fails with one line naming the
 file, line and key: an unknown key (with the nearest valid name), a wrong type, a value out of range. The
 values themselves live in params.yaml only, never here: DVC tracks params.yaml, so a default in the code would
-change results without DVC seeing it. The ``train`` section is typed by coaug.train_config.TrainConfig, which
+change results without DVC seeing it. The ``train`` section is typed by coaug.rl.config.TrainConfig, which
 also carries the paper's values; its keys are checked when a train variant is built.
 """
 
@@ -86,7 +86,7 @@ class System:
 class Policy:
     model: str = knob("HF folder, .gguf file, package:NAME/FILE.gguf or models:/NAME@ALIAS")
     cache_dir: str = knob("GGUF conversions and registry downloads")
-    dtype: str = knob("compute dtype of augmentation: auto, float32, bfloat16 or float16 (coaug.precision)")
+    dtype: str = knob("compute dtype of augmentation: auto, float32, bfloat16 or float16 (coaug.policy.precision)")
     quantize: str = knob("inference-only quantization: none or int8")
 
 
@@ -184,7 +184,7 @@ class Params:
     augmentations: dict[str, Augmentation] = knob("augmentation runs of untrained policies")
     trained_augmentations: dict[str, Augmentation] = knob("augmentation runs of trained policies")
     augmented_systems: dict[str, AugmentedSystem] = knob("retrieval over texts + augmentations")
-    train: dict[str, Any] = knob("RL training (coaug.train_config.TrainConfig)")
+    train: dict[str, Any] = knob("RL training (coaug.rl.config.TrainConfig)")
     train_variants: dict[str, dict[str, Any] | None] = knob("train runs: train + overrides")
     train_outputs: TrainOutputs = knob("where train variants write")
     registry: Registry = knob("MLflow model registry")

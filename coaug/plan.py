@@ -104,7 +104,7 @@ def record_durations(params: dict[str, Any]) -> dict[str, float]:
     """Write the wall time of the longest finished MLflow run of every DVC stage (tag ``dvc_stage``) to
     ``stage_seconds.json``, with this machine's description. The longest, not the newest: a rerun that finds
     its caches warm (augmentations, embeddings) takes seconds where a fresh machine takes minutes."""
-    from coaug.precision import describe_machine
+    from coaug.policy.precision import describe_machine
     from coaug.tracking import configure_mlflow
 
     mlflow = configure_mlflow(params)

@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from coaug.augment import run_augmentation
-from coaug.per_query_file import write_per_query
-from coaug.prepare import prepare
-from coaug.registry import register_policy
-from coaug.retrievers import build_index
+from coaug.augment.run import run_augmentation
+from coaug.evaluation.per_query_file import write_per_query
+from coaug.data.prepare import prepare
+from coaug.registry.register import register_policy
+from coaug.retrieval.retrievers import build_index
 from coaug.tracking import stage_run
 
 from .conftest import REPO, TINY_BEIR

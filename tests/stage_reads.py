@@ -1,5 +1,6 @@
 """What each DVC stage's command reads, found statically: the ``coaug`` modules it imports (all of their code
-runs or may run) and the ``params.yaml`` keys read by the functions it can reach."""
+runs or may run) and the ``params.yaml`` keys read by the functions it can reach. Modules are named by their
+dotted path under coaug (``rl.train``)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,27 @@ PACKAGE = Path(__file__).resolve().parents[1] / "coaug"
 KEY_READERS = {("params", "get")}  # (module, function) taking (params, "dotted.key")
 
 
+def module_path(module: str) -> Path:
+    return PACKAGE / (module.replace(".", "/") + ".py")
+
+
 @cache
 def module_tree(module: str) -> ast.Module:
-    return ast.parse((PACKAGE / f"{module}.py").read_text())
+    return ast.parse(module_path(module).read_text())
 
 
 def coaug_imports(node: ast.AST) -> dict[str, tuple[str, str | None]]:
-    """Names bound by ``coaug`` imports anywhere under ``node``: name -> (module, attribute or None)."""
+    """Names bound by ``from coaug... import`` anywhere under ``node``: name -> (module, attribute or None)."""
     bound: dict[str, tuple[str, str | None]] = {}
     for item in ast.walk(node):
-        if isinstance(item, ast.ImportFrom) and item.module == "coaug":
-            bound |= {alias.asname or alias.name: (alias.name, None) for alias in item.names}
-        elif isinstance(item, ast.ImportFrom) and (item.module or "").startswith("coaug."):
-            module = item.module.split(".")[1]
-            bound |= {alias.asname or alias.name: (module, alias.name) for alias in item.names}
-        elif isinstance(item, ast.Import):
-            bound |= {alias.name.split(".")[1]: (alias.name.split(".")[1], None) for alias in item.names
-                      if alias.name.startswith("coaug.")}  # fmt: skip
+        if not (isinstance(item, ast.ImportFrom) and (item.module or "").split(".")[0] == "coaug"):
+            continue
+        source = item.module.removeprefix("coaug").removeprefix(".")
+        for alias in item.names:
+            inner = f"{source}.{alias.name}" if source else alias.name
+            # `from coaug.rl import run` binds a module; `from coaug.rl.run import run_training` a definition.
+            target = (inner, None) if module_path(inner).is_file() else (source, alias.name)
+            bound[alias.asname or alias.name] = target
     return bound
 
 

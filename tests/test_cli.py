@@ -70,7 +70,7 @@ def test_unknown_system_is_one_line(capsys, monkeypatch):
 def tiny_params(tiny_beir, tmp_path, monkeypatch):
     """Params for the tiny fixture, prepared with its test split only, every output under ``tmp_path``
     (the working directory); returns the params and the file to save them to."""
-    from coaug.prepare import prepare
+    from coaug.data.prepare import prepare
 
     prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "data")
     params = yaml.safe_load((REPO / "params.yaml").read_text())

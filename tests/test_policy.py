@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from coaug import policy as policy_module
+from coaug.policy import model as policy_module
 from coaug.errors import CoaugError
-from coaug.policy import CHECKSUM_FILE, load_policy
+from coaug.policy.model import CHECKSUM_FILE, load_policy
 
 from .tiny_models import build_tiny_llama
 

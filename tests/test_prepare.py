@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coaug import fetch
+from coaug.data import fetch
 from coaug.cli import main
 from coaug.errors import CoaugError
-from coaug.prepare import prepare
+from coaug.data.prepare import prepare
 
 from .conftest import REPO
 

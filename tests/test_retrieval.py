@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from coaug import dense
+from coaug.retrieval import dense
 from coaug.errors import CoaugError
 from coaug.params import load_params
-from coaug.retrievers import build_index, retrieve
+from coaug.retrieval.retrievers import build_index, retrieve
 
 from .conftest import REPO, TINY_BEIR
 

@@ -17,7 +17,7 @@ STAGES = yaml.safe_load(DVC_YAML.read_text())["stages"]
 # Modules that decide how a stage runs and is recorded, never what it writes: argument parsing and dispatch,
 # exception types, file locks, atomic file replacement, the offline/Java environment, MLflow bookkeeping (its
 # dataset label is read from the prepared stats.json, a dep) and the multi-process launcher.
-NOT_SHAPING_OUTPUTS = {"cli", "errors", "locks", "atomic_io", "runtime_env", "tracking", "launcher"}
+NOT_SHAPING_OUTPUTS = {"cli", "errors", "locks", "atomic_io", "runtime_env", "tracking", "rl.launcher"}
 # Keys that name where things live: DVC tracks those paths themselves, as the stage's deps and outs.
 LOCATIONS = {
     "dataset.prepared_dir", "augment.out_dir", "augment.cache_dir", "policy.cache_dir", "dense.cache_dir",
@@ -61,7 +61,8 @@ def covered(key: str, declared: list[str]) -> bool:
 def test_a_stage_depends_on_every_coaug_module_its_command_imports(stage):
     cli_imports = ast.Module(body=[n for n in module_tree("cli").body if isinstance(n, ast.Import | ast.ImportFrom)], type_ignores=[])
     needed = (imported_modules(cli_imports) | imported_modules(entry_node(stage))) - NOT_SHAPING_OUTPUTS
-    listed = {Path(d).stem for d in stage_body(stage)["deps"] if isinstance(d, str) and d.startswith("coaug/")}
+    listed = {d.removeprefix("coaug/").removesuffix(".py").replace("/", ".") for d in stage_body(stage)["deps"]
+              if isinstance(d, str) and d.startswith("coaug/")}  # fmt: skip
     assert (sorted(needed - listed), sorted(listed - needed)) == ([], []), f"dvc.yaml stage {stage}: (missing deps, deps not imported)"
 
 
@@ -81,5 +82,6 @@ def test_the_walk_finds_reads_through_calls_and_stops_at_unreached_functions():
         "outputs.metrics_dir", "outputs.runs_dir", "systems",
     }  # fmt: skip
     assert imported_modules(entry_node("prepare")) == {
-        "atomic_io", "beir", "errors", "fetch", "locks", "params", "params_schema", "prepare", "runtime_env", "tracking",
+        "atomic_io", "data.beir", "data.fetch", "data.prepare", "errors", "locks", "params", "params_schema",
+        "runtime_env", "tracking",
     }  # fmt: skip

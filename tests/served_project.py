@@ -58,7 +58,7 @@ def project_params(shared: dict[str, Any], root: Path) -> Path:
     """A project over the shared data with its own MLflow store, metrics, reports and serving folder;
     returns its params file."""
     params = copy.deepcopy(shared)
-    params["mlflow"] = {"tracking_uri": f"sqlite:///{root}/mlruns/mlflow.db", "artifact_root": str(root / "mlruns")}
+    params["mlflow"].update(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns"))
     params["outputs"].update(runs_dir=str(root / "runs"), metrics_dir=str(root / "metrics"), reports_dir=str(root / "reports"))
     params["promotion"]["serving_dir"] = str(root / "serving")
     path = root / "params.yaml"

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coaug import runtime_env
-from coaug.generation import Completion, GenerationParams, generate_batches
-from coaug.policy import Policy, load_policy
-from coaug.precision import describe_machine, machine_dtype
-from coaug.prompts import conversation, document_input, load_prompt
+from coaug.policy.generation import Completion, GenerationParams, generate_batches
+from coaug.policy.model import Policy, load_policy
+from coaug.policy.precision import describe_machine, machine_dtype
+from coaug.policy.prompts import conversation, document_input, load_prompt
 
 NFCORPUS_DOCS = 3633
 WORD = re.compile(r"[a-z0-9]+")

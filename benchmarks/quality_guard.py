@@ -2,7 +2,7 @@
 
 "Before" is each ``metrics/<system>.perquery.tsv`` as committed at a git revision (default HEAD), "after" is
 the working tree's file (after ``dvc repro``). For every system present in both it prints the mean of
-each, the difference, the paired t-test and the paired bootstrap p-value (coaug.significance) over the
+each, the difference, the paired t-test and the paired bootstrap p-value (coaug.evaluation.significance) over the
 queries both share, and whether the after-system passes the guard: not significantly worse (p > alpha) or
 Δ >= -tolerance.
 
@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from coaug.evaluation import read_per_query
-from coaug.significance import compare
+from coaug.evaluation.per_query_file import read_per_query
+from coaug.evaluation.significance import compare
 
 
 def main() -> None:

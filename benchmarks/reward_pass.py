@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from coaug.beir import read_corpus, read_qrels, read_queries
-from coaug.reward import bm25_matrix, corpus_idf, sampled_rewards, sampling_layout
-from coaug.reward_sampling import draw_joint_samples, joint_sample_count, joint_sample_rewards
+from coaug.data.beir import read_corpus, read_qrels, read_queries
+from coaug.rl.reward import bm25_matrix, corpus_idf, sampled_rewards, sampling_layout
+from coaug.rl.reward_sampling import draw_joint_samples, joint_sample_count, joint_sample_rewards
 from tests.test_reward import loop_batch_sampling, loop_rewards
 from tests.test_reward_bm25 import loop_bm25
 

@@ -10,7 +10,7 @@ plus one retrieval. Queries are the first ``--queries`` of the eval split. Run f
 
 The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query for
 the whole answer, the augmentation and the retrieval. Since the fast-inference change the query prompt's
-template + system prompt is prefilled once at warm-up (coaug.generation.PromptPrefix) and the policy runs
+template + system prompt is prefilled once at warm-up (coaug.policy.generation.PromptPrefix) and the policy runs
 in the resolved dtype (bf16 on CPUs with native bf16).
 
 Earlier (shared 2-core AMD EPYC, AVX2, fp32, load 3-5): 1.7 s mean per query, Lucene 0.03 s of it; spin-
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from coaug import params as P
-from coaug.beir import read_qrels, read_queries
-from coaug.precision import describe_machine, machine_dtype
-from coaug.search import ServedSearch
+from coaug.data.beir import read_qrels, read_queries
+from coaug.policy.precision import describe_machine, machine_dtype
+from coaug.registry.search import ServedSearch
 
 
 def main() -> None:

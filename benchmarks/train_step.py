@@ -8,7 +8,7 @@ ratio of each to the first configuration. The configurations:
 
 - ``before``: what the trainer did until now: fp32, rollouts decoded 16 at a time, the model head and a
   full-vocabulary log-softmax on every prompt and completion position
-  (coaug.sequence_logprobs.full_softmax_scores), all sequences of a mini-batch in one forward, and the KL to the initial policy measured on every step (then from a deep
+  (coaug.rl.sequence_logprobs.full_softmax_scores), all sequences of a mini-batch in one forward, and the KL to the initial policy measured on every step (then from a deep
   copy held in memory; here the starting weights are reloaded, ~1 s);
 - ``after``: the defaults: completion-only log-probs, micro-batches, the KL every ``kl_every`` steps,
   ``train.dtype`` (auto: bf16 where the CPU computes bf16 natively: rollouts from a bf16 cast of the
@@ -28,12 +28,12 @@ import os
 from pathlib import Path
 
 from coaug import params as P, runtime_env
-from coaug.beir import read_corpus, read_qrels, read_queries
-from coaug.precision import describe_machine, machine_dtype
-from coaug.prompts import load_prompt
-from coaug.sequence_logprobs import full_softmax_scores
-from coaug.train import make_similarity, with_lora
-from coaug.train_config import train_config
+from coaug.data.beir import read_corpus, read_qrels, read_queries
+from coaug.policy.precision import describe_machine, machine_dtype
+from coaug.policy.prompts import load_prompt
+from coaug.rl.sequence_logprobs import full_softmax_scores
+from coaug.rl.run import make_similarity, with_lora
+from coaug.rl.config import train_config
 
 CONFIGURATIONS = ("before", "after", "after+lora")
 
@@ -44,8 +44,8 @@ def main() -> None:
     import torch
     from accelerate import Accelerator
 
-    from coaug import trainer as trainer_module
-    from coaug.policy import load_policy
+    from coaug.rl import trainer as trainer_module
+    from coaug.policy.model import load_policy
 
     params = P.load_params(args.params)
     base = train_config(params, args.variant)

@@ -29,7 +29,7 @@ def mlflow_metric_name(name: str) -> str:
 
 
 def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.prepare import prepare
+    from coaug.data.prepare import prepare
     from coaug.tracking import stage_run
 
     out_dir = Path(P.get(params, "dataset.prepared_dir"))
@@ -45,13 +45,12 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.augment import SIDES, run_augmentation, run_augmentation_shard
-    from coaug.augment_shards import parse_shard
+    from coaug.augment.run import SIDES, run_augmentation, run_augmentation_shard
+    from coaug.augment.shards import parse_shard
     from coaug.tracking import stage_run
 
     config = P.augmentation(params, args.name)  # fails on an unknown name first
-    # Checked before the policy is loaded: generation would only fail on them after it.
-    P.positive_int(params, "augment.batch_size")
+    # Checked before the policy is loaded: generation would only fail on it after it.
     if config["query_prompt"]:  # the eval split's queries are the ones augmented
         P.eval_qrels_path(params)
     augmentation = P.flatten({"augmentation": config})
@@ -70,10 +69,10 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.launcher import is_main_process, needs_launch, relaunch
-    from coaug.registry import params_hash, register_policy
-    from coaug.train import run_training
-    from coaug.train_config import train_config, variant_outputs
+    from coaug.rl.launcher import is_main_process, needs_launch, relaunch
+    from coaug.registry.register import params_hash, register_policy
+    from coaug.rl.run import run_training
+    from coaug.rl.config import train_config, variant_outputs
     from coaug.tracking import dataset_checksum, git_commit, stage_run
 
     variant = args.variant or P.get(params, "registry.variant")
@@ -99,7 +98,7 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
         mlflow.set_tags({"compute_dtype": summary["compute_dtype"], "train_variant": variant})
-        from coaug.plots import training_curves
+        from coaug.rl.training_plot import training_curves
 
         training_curves(outputs["curves"], outputs["validation"], outputs["curves_plot"])
         for key in ("metrics", "curves", "validation", "curves_plot"):
@@ -119,7 +118,7 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.train import run_validation
+    from coaug.rl.run import run_validation
     from coaug.tracking import stage_run
 
     variant = args.variant or P.get(params, "registry.variant")
@@ -130,8 +129,8 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.report import output_paths
-    from coaug.retrievers import build_index
+    from coaug.evaluation.outputs import output_paths
+    from coaug.retrieval.retrievers import build_index
     from coaug.tracking import stage_run
 
     system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
@@ -142,8 +141,8 @@ def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.evaluation import evaluate_system
-    from coaug.report import output_paths
+    from coaug.evaluation.evaluate import evaluate_system
+    from coaug.evaluation.outputs import output_paths
     from coaug.tracking import stage_run
 
     system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
@@ -159,7 +158,7 @@ def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.report import require_baseline, write_report
+    from coaug.evaluation.report import require_baseline, write_report
     from coaug.tracking import stage_run
 
     systems = args.systems or P.system_names(params)
@@ -175,7 +174,7 @@ def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from coaug.promote import promote
+    from coaug.registry.promote import promote
 
     report = promote(params)
     logger.info("%s v%s: %s", report["model_name"], report["challenger_version"], report["reason"])
@@ -195,7 +194,7 @@ def check_search_args(queries: list[str], k: int) -> None:
 def cmd_search(params: dict[str, Any], args: argparse.Namespace) -> None:
     k = args.k if args.k is not None else P.get(params, "search.k")
     check_search_args(args.queries, k)
-    from coaug.search import ServedSearch, result_json, result_table
+    from coaug.registry.search import ServedSearch, result_json, result_table
 
     engine = ServedSearch(params, args.alias or P.get(params, "search.alias"), args.dense)
     for query in args.queries:
@@ -273,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     index = add(
         "index", cmd_index, "build a system's Lucene BM25 or faiss index from its corpus",
         "Index the corpus of SYSTEM (a key of `systems` or `augmented_systems`; augmented systems join "
-        "each document's augmentation as coaug.combine says) with its retriever: bm25_flat (title + text in one Lucene field), "
+        "each document's augmentation as coaug.retrieval.combine says) with its retriever: bm25_flat (title + text in one Lucene field), "
         "bm25_multifield (title and text as separate fields) or dense (dense.encoder embeddings, "
         "normalised, faiss inner product; embeddings are cached by text hash, so reruns are free). "
         "Writes outputs.indexes_dir/<SYSTEM>.",

@@ -8,20 +8,22 @@ from typing import Any
 import yaml
 
 from coaug.errors import CoaugError
-
-RETRIEVERS = ("bm25_flat", "bm25_multifield", "dense")
+from coaug.params_schema import RETRIEVERS, check
 
 
 def load_params(path: str | Path) -> dict[str, Any]:
+    """params.yaml, checked against coaug.params_schema before anything runs."""
     path = Path(path)
     if not path.is_file():
         raise CoaugError(f"{path}: params file not found")
+    text = path.read_text()
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CoaugError(f"{path}: invalid YAML ({exc})") from None
     if not isinstance(params, dict):
         raise CoaugError(f"{path}: expected a mapping at top level")
+    check(params, str(path), text)
     return params
 
 
@@ -32,14 +34,6 @@ def get(params: dict[str, Any], dotted: str) -> Any:
             raise CoaugError(f"params: missing key '{dotted}'")
         node = node[part]
     return node
-
-
-def positive_int(params: dict[str, Any], dotted: str) -> int:
-    """An integer param that must be at least 1 (a batch size, a count)."""
-    value = get(params, dotted)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CoaugError(f"params: {dotted} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def eval_qrels_path(params: dict[str, Any]) -> Path:
@@ -68,6 +62,7 @@ def system(params: dict[str, Any], name: str) -> dict[str, Any]:
     where the augmentation entries are JSONL paths or None.
     """
     plain, augmented = params.get("systems", {}), params.get("augmented_systems", {})
+    _defined_once(name, "systems", plain, "augmented_systems", augmented)
     if name in plain:
         config = dict(plain[name])
         _require(config, f"systems.{name}", ("retriever", "corpus", "queries"))
@@ -98,13 +93,21 @@ def augmentation(params: dict[str, Any], name: str) -> dict[str, Any]:
 
     Trained augmentations are kept apart because their policy is the output of the train stage.
     """
-    augmentations = {**get(params, "augmentations"), **params.get("trained_augmentations", {})}
+    plain, trained = get(params, "augmentations"), params.get("trained_augmentations", {})
+    _defined_once(name, "augmentations", plain, "trained_augmentations", trained)
+    augmentations = {**plain, **trained}
     if name not in augmentations:
         raise CoaugError(f"params: unknown augmentation '{name}' (defined: {', '.join(augmentations)})")
     config = dict(augmentations[name])
     _require(config, f"augmentation '{name}'", ("format", "doc_prompt", "query_prompt"))
     config["policy"] = config.get("policy") or get(params, "policy.model")
     return config
+
+
+def _defined_once(name: str, first: str, first_items: dict, second: str, second_items: dict) -> None:
+    # One definition per name: a stage's DVC params list only the section its item is in.
+    if name in first_items and name in second_items:
+        raise CoaugError(f"params: '{name}' is defined in both {first} and {second}: rename one of them")
 
 
 def _require(config: Any, where: str, keys: tuple[str, ...]) -> None:

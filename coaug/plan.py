@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +21,39 @@ from coaug.errors import CoaugError
 DURATIONS_FILE = "stage_seconds.json"  # under outputs.reports_dir
 
 
+@contextlib.contextmanager
+def stage_graph(repo: str | Path) -> Iterator[tuple[Any, Any, dict[Any, str]]]:
+    """(the open DVC repo, its stage graph, stage -> address such as ``index@bm25_flat``). The graph's edges
+    point from a stage to the stages it depends on."""
+    from dvc.repo import Repo
+
+    # DVC addresses stages relative to the working directory: read them from the repo root.
+    with contextlib.chdir(repo), Repo(".") as dvc_repo:
+        graph = dvc_repo.index.graph
+        yield dvc_repo, graph, {stage: stage.addressing for stage in graph.nodes}
+
+
+def dependency_order(graph: Any, names: dict[Any, str]) -> list[str]:
+    """The addresses of ``graph``'s stages, each after the stages it depends on (ties by name)."""
+    import networkx as nx
+
+    return [names[stage] for stage in nx.lexicographical_topological_sort(graph.reverse(copy=True), key=names.get)]
+
+
 def stages_to_run(repo: str | Path) -> list[str]:
     """Stages ``dvc repro`` would run, in dependency order: the changed ones (``dvc status``) and everything
     downstream of them (an upper bound: DVC skips a downstream stage whose inputs come out unchanged)."""
     import networkx as nx
     from dvc.lock import LockError
-    from dvc.repo import Repo
 
-    with contextlib.chdir(repo), Repo(".") as dvc_repo:
-        graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
-        names = {stage: stage.addressing for stage in graph.nodes}
+    with stage_graph(repo) as (dvc_repo, graph, names):
         try:
             changed = {name.split(":")[-1] for name in dvc_repo.status()}
         except LockError as exc:  # a running `dvc repro` holds its stages' outputs
             raise CoaugError(f"dvc status: {str(exc).splitlines()[0]} (a dvc command is running here: wait for it)") from None
         start = [stage for stage, name in names.items() if name in changed]
         running = set(start).union(*(nx.ancestors(graph, stage) for stage in start))
-        order = nx.lexicographical_topological_sort(graph.subgraph(running).reverse(copy=True), key=names.get)
-        return [names[stage] for stage in order]
+        return dependency_order(graph.subgraph(running), names)
 
 
 def estimate(stages: list[str], recorded: dict[str, float]) -> list[tuple[str, float | None]]:
@@ -88,7 +104,7 @@ def record_durations(params: dict[str, Any]) -> dict[str, float]:
     """Write the wall time of the longest finished MLflow run of every DVC stage (tag ``dvc_stage``) to
     ``stage_seconds.json``, with this machine's description. The longest, not the newest: a rerun that finds
     its caches warm (augmentations, embeddings) takes seconds where a fresh machine takes minutes."""
-    from coaug.precision import describe_machine
+    from coaug.policy.precision import describe_machine
     from coaug.tracking import configure_mlflow
 
     mlflow = configure_mlflow(params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -12,18 +11,15 @@ from pathlib import Path
 
 import networkx as nx
 
+from coaug.plan import dependency_order, stage_graph
+
 
 def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]:
     """Stage addresses (``index@bm25_flat``) in an order where every stage follows its dependencies.
 
     With ``targets``, only those stages and everything they depend on (what ``dvc repro TARGET`` would run).
     """
-    from dvc.repo import Repo
-
-    # DVC addresses stages relative to the working directory: read them from the repo root.
-    with contextlib.chdir(repo), Repo(".") as dvc_repo:
-        graph = dvc_repo.index.graph  # edges point from a stage to the stages it depends on
-        names = {stage: stage.addressing for stage in graph.nodes}
+    with stage_graph(repo) as (_, graph, names):
         if targets:
             by_name = {name: stage for stage, name in names.items()}
             unknown = sorted(set(targets) - set(by_name))
@@ -31,8 +27,7 @@ def stage_order(repo: str | Path, targets: list[str] | None = None) -> list[str]
                 raise ValueError(f"unknown DVC stage(s) {', '.join(unknown)}; stages: {', '.join(sorted(by_name))}")
             wanted = set().union(*({by_name[t], *nx.descendants(graph, by_name[t])} for t in targets))
             graph = graph.subgraph(wanted)
-        dependency_first = nx.lexicographical_topological_sort(graph.reverse(copy=True), key=names.get)
-        return [names[stage] for stage in dependency_first]
+        return dependency_order(graph, names)
 
 
 def repro_command(stage: str) -> list[str]:

@@ -3,7 +3,7 @@
 Each task runs ``coaug augment --name N --shard I/K`` as a subprocess in the project, so the generation
 work happens in the worker's own process (and on its GPU); the task runner decides where tasks run:
 threads here (``local``), a Dask cluster (``dask``) or a Ray cluster (``ray``). The shards only fill the
-augmentation cache; the DVC stage that follows absorbs them and writes the outputs (coaug.augment_shards).
+augmentation cache; the DVC stage that follows absorbs them and writes the outputs (coaug.augment.shards).
 Workers of a remote cluster must see the project at the same path (a shared volume), since the shard
 cache files are where the stage looks for them.
 
@@ -78,7 +78,7 @@ def augmentation_name(stage: str) -> str | None:
     return name if kind in AUGMENT_STAGES and name else None
 
 
-# The cache of coaug.augment decides what is left to generate; Prefect must run the task every time.
+# The cache of coaug.augment.run decides what is left to generate; Prefect must run the task every time.
 @task(cache_policy=NO_CACHE, task_run_name="augment-{name}-shard-{index}-of-{shards}")
 def augment_shard(repo: str, params_file: str, name: str, index: int, shards: int, log_dir: str) -> str:
     """Generate one shard in a subprocess, its output in ``log_dir``; returns the log's path."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from coaug.prepare import prepare
+from coaug.data.prepare import prepare
 
 from .conftest import REPO
 from .tiny_models import build_tiny_llama

@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from coaug.augment import run_augmentation
-from coaug.evaluation import write_per_query
-from coaug.prepare import prepare
-from coaug.registry import register_policy
-from coaug.retrievers import build_index
+from coaug.augment.run import run_augmentation
+from coaug.evaluation.per_query_file import write_per_query
+from coaug.data.prepare import prepare
+from coaug.registry.register import register_policy
+from coaug.retrieval.retrievers import build_index
 from coaug.tracking import stage_run
 
 from .conftest import REPO, TINY_BEIR
@@ -58,7 +58,7 @@ def project_params(shared: dict[str, Any], root: Path) -> Path:
     """A project over the shared data with its own MLflow store, metrics, reports and serving folder;
     returns its params file."""
     params = copy.deepcopy(shared)
-    params["mlflow"] = {"tracking_uri": f"sqlite:///{root}/mlruns/mlflow.db", "artifact_root": str(root / "mlruns")}
+    params["mlflow"].update(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns"))
     params["outputs"].update(runs_dir=str(root / "runs"), metrics_dir=str(root / "metrics"), reports_dir=str(root / "reports"))
     params["promotion"]["serving_dir"] = str(root / "serving")
     path = root / "params.yaml"

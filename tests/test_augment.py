@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coaug import augment
-from coaug.augment import read_augmentations, run_augmentation
+from coaug.augment import run as augment
+from coaug.augment.run import run_augmentation
+from coaug.augment.files import read_augmentations
 from coaug.cli import main
 
 from .augment_project import cache_lines, make_project, read_params
@@ -71,9 +72,9 @@ def test_dtype_and_engine_are_recorded_and_separate_cache_entries(project, monke
 
 
 def test_cache_key_names_the_engine():
-    from coaug.augment import decoding_key
-    from coaug.augment_cache import cache_key
-    from coaug.generation import GenerationParams
+    from coaug.augment.run import decoding_key
+    from coaug.augment.cache import cache_key
+    from coaug.policy.generation import GenerationParams
 
     keys = {cache_key("D1", "text", "p", "m", decoding_key(GenerationParams(), backend)) for backend in ("transformers", "vllm")}
     assert len(keys) == 2

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from coaug.augment_cache import AugmentCache, cache_key
+from coaug.augment.cache import AugmentCache, cache_key
 
 
 def entry(key: str, text: str) -> dict:
@@ -48,9 +48,9 @@ def test_torn_last_line_is_dropped(tmp_path, caplog):
 def test_corrupt_complete_lines_are_skipped_and_their_texts_regenerated(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from coaug.augment import augment_texts
-    from coaug.generation import Completion, GenerationParams
-    from coaug.prompts import Prompt
+    from coaug.augment.run import augment_texts
+    from coaug.policy.generation import Completion, GenerationParams
+    from coaug.policy.prompts import Prompt
 
     path = tmp_path / "aug.jsonl"
     texts = {"D1": "one", "D2": "two", "D3": "three", "D4": "four"}

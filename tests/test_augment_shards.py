@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coaug.augment_cache import AugmentCache
-from coaug.augment_shards import ShardCache, absorb_shards, parse_shard, shard_cache_path, shard_cache_paths, shard_ids
+from coaug.augment.cache import AugmentCache
+from coaug.augment.shards import ShardCache, absorb_shards, parse_shard, shard_cache_path, shard_cache_paths, shard_ids
 from coaug.errors import CoaugError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coaug.beir import load_dataset
+from coaug.data.beir import load_dataset
 from coaug.errors import DataError
 
 

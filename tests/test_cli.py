@@ -70,7 +70,7 @@ def test_unknown_system_is_one_line(capsys, monkeypatch):
 def tiny_params(tiny_beir, tmp_path, monkeypatch):
     """Params for the tiny fixture, prepared with its test split only, every output under ``tmp_path``
     (the working directory); returns the params and the file to save them to."""
-    from coaug.prepare import prepare
+    from coaug.data.prepare import prepare
 
     prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "data")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -97,10 +97,13 @@ def test_an_eval_split_that_was_not_prepared_is_one_line(command, tiny_params, c
     assert not (path.parent / "mlruns").exists()  # refused before any MLflow run was opened
 
 
-@pytest.mark.parametrize("value", [0, -1, 2.5, True])
-def test_a_batch_size_below_one_is_one_line(value, tiny_params, capsys):
+@pytest.mark.parametrize(("value", "problem"), [(0, "must be >= 1"), (-1, "must be >= 1"), (2.5, "must be an integer"),
+                                               (True, "must be an integer")])  # fmt: skip
+def test_a_batch_size_below_one_is_one_line(value, problem, tiny_params, capsys):
     params, path = tiny_params
     params["augment"]["batch_size"] = value
     path.write_text(yaml.safe_dump(params))
+    lines = path.read_text().splitlines()
+    line = lines.index(f"  batch_size: {yaml.safe_dump(value).splitlines()[0]}", lines.index("augment:")) + 1
     assert main(["--params", str(path), "augment", "--name", "untrained"]) == 2
-    assert capsys.readouterr().err == f"coaug augment: error: params: augment.batch_size must be an integer >= 1, got {value!r}\n"
+    assert capsys.readouterr().err == f"coaug augment: error: {path}:{line}: augment.batch_size: {problem}, got {value!r}\n"

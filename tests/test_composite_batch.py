@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from coaug.composite_batch import (
+from coaug.rl.composite_batch import (
     NEGATIVE, POSITIVE, QUERY, negative_pool, sample_composite_batch, training_queries, validation_batches,
 )  # fmt: skip
 from coaug.errors import CoaugError

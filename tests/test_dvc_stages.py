@@ -32,8 +32,8 @@ def test_unknown_target_names_the_stage():
 def test_the_train_stage_depends_on_every_module_of_the_checkpoint_code_digest():
     import yaml
 
-    from coaug.train import TRAINING_CODE
+    from coaug.rl.run import TRAINING_CODE
 
     deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
     # A change that stops checkpoints from resuming must also make `dvc repro` rerun the stage.
-    assert [f"coaug/{name}.py" for name in TRAINING_CODE if f"coaug/{name}.py" not in deps] == []
+    assert [f"coaug/{name}" for name in TRAINING_CODE if f"coaug/{name}" not in deps] == []

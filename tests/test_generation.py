@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from coaug.generation import (
+from coaug.policy.generation import (
     Completion, GenerationParams, PromptPrefix, common_prefix, generate_batches, length_buckets, template_prefix,
     tokenize_conversations,
 )
-from coaug.naive_generation import generate_one_at_a_time
-from coaug.policy import load_policy
+from coaug.policy.naive_generation import generate_one_at_a_time
+from coaug.policy.model import load_policy
 
 from .tiny_models import TRAINING_TEXT, build_tiny_llama
 

@@ -7,12 +7,12 @@ import sys
 import pytest
 import yaml
 
-import coaug.generation
-from coaug.augment import generation_backend, generation_params
+import coaug.policy.generation
+from coaug.augment.run import generation_backend, generation_params
 from coaug.cli import main
 from coaug.errors import CoaugError
-from coaug.generation import GenerationParams
-from coaug.generation_vllm import sampling_settings
+from coaug.policy.generation import GenerationParams
+from coaug.policy.generation_vllm import sampling_settings
 
 from .augment_project import make_project, read_params, write_params
 from .conftest import REPO
@@ -32,8 +32,8 @@ def test_backend_stays_out_of_the_decoding_params():
 
 
 def test_transformers_backend_is_the_generation_engine():
-    assert generation_backend("transformers", "none") is coaug.generation.generate_batches
-    assert generation_backend("transformers", "int8") is coaug.generation.generate_batches
+    assert generation_backend("transformers", "none") is coaug.policy.generation.generate_batches
+    assert generation_backend("transformers", "int8") is coaug.policy.generation.generate_batches
 
 
 def test_vllm_backend_without_vllm_is_one_line(monkeypatch):

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from coaug.errors import CoaugError
-from coaug.launcher import is_main_process, launch_command, needs_launch
-from coaug.train_config import train_config
+from coaug.rl.launcher import is_main_process, launch_command, needs_launch
+from coaug.rl.config import train_config
 
 from .conftest import REPO
 

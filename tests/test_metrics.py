@@ -7,7 +7,7 @@ import math
 import pytest
 
 from coaug.errors import CoaugError
-from coaug.metrics import aggregate, per_query
+from coaug.evaluation.metrics import aggregate, per_query
 
 QRELS = {"Q1": {"D5": 2, "D1": 1, "D4": 0}, "Q2": {"D2": 1}, "Q3": {"D4": 1}}
 RUN = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from coaug.errors import CoaugError
-from coaug.parsing import Parsed, parse_response
+from coaug.policy.parsing import Parsed, parse_response
 
 
 @pytest.mark.parametrize(

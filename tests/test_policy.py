@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from coaug import policy as policy_module
+from coaug.policy import model as policy_module
 from coaug.errors import CoaugError
-from coaug.policy import CHECKSUM_FILE, load_policy
+from coaug.policy.model import CHECKSUM_FILE, load_policy
 
 from .tiny_models import build_tiny_llama
 
@@ -192,3 +192,27 @@ def test_real_smollm2_gguf_conversion_keeps_logits_and_is_reused(tmp_path, monke
         expected = reference(**ids).logits
         actual = reloaded.model(**ids).logits
     assert torch.equal(actual, expected)
+
+
+def test_a_file_that_is_no_gguf_is_one_line(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("not a gguf\n")
+    with pytest.raises(CoaugError) as error:
+        load_policy(str(fake), tmp_path / "cache")
+    assert str(error.value) == (
+        f"policy '{fake}': not a readable GGUF file ({fake} does not start with the GGUF magic bytes, so it is not a "
+        "GGUF file.): point policy.model at an intact .gguf, a model folder or a registry version"
+    )
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-converted folder left
+
+
+def test_garbage_weights_are_one_line(tiny_folder, tmp_path):
+    broken = shutil.copytree(tiny_folder, tmp_path / "broken")
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"garbage" * 10)
+    with pytest.raises(CoaugError) as error:
+        load_policy(str(broken), tmp_path / "cache")
+    assert str(error.value) == (
+        f"policy '{broken}': {broken} could not be loaded (Error while deserializing header: header too large): "
+        "point policy.model at an intact model folder, .gguf file or registry version"
+    )

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from coaug.ppo_loss import clipped_policy_loss
+from coaug.rl.ppo_loss import clipped_policy_loss
 
 
 def test_ratio_one_gives_minus_mean_advantage_per_token():

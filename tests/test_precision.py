@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from coaug import precision
+from coaug.policy import precision
 from coaug.errors import CoaugError
-from coaug.policy import load_policy
-from coaug.precision import resolve_dtype
+from coaug.policy.model import load_policy
+from coaug.policy.precision import resolve_dtype
 
 from .tiny_models import build_tiny_llama
 

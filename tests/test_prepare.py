@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coaug import fetch
+from coaug.data import fetch
 from coaug.cli import main
 from coaug.errors import CoaugError
-from coaug.prepare import prepare
+from coaug.data.prepare import prepare
 
 from .conftest import REPO
 
@@ -146,3 +146,23 @@ def test_a_download_that_is_not_a_zip_is_one_line(tmp_path, capsys):
     )
     # Nothing half-extracted is left to be taken for the dataset by the next run.
     assert [p.name for p in (tmp_path / "data" / ".downloads").iterdir()] == ["nfcorpus.zip"]
+
+
+def test_a_utf8_byte_order_mark_is_accepted_in_every_beir_file(tiny_beir, tmp_path):
+    plain = prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "plain")
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        path = tiny_beir / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    marked = prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "marked")
+    # The same normalised copy, byte for byte.
+    assert marked["checksum"] == plain["checksum"]
+
+
+def test_a_byte_that_is_not_utf8_is_one_line_naming_file_line_and_column(tiny_beir, tmp_path, capsys):
+    lines = (tiny_beir / "queries.jsonl").read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].replace(b"asthma", b"asthm\xe4")  # Latin-1 "ä"
+    (tiny_beir / "queries.jsonl").write_bytes(b"".join(lines))
+    code, last = prepare_cli(tmp_path, str(tiny_beir), None, capsys)
+    assert code == 2
+    assert last == (f"coaug prepare: error: {tiny_beir / 'queries.jsonl'}:3: not UTF-8 (byte 0xe4 at column 29): "
+                    "save the file as UTF-8")  # fmt: skip

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from coaug.cli import main
-from coaug.prepare import prepare
-from coaug.registry import folder_sha256
-from coaug.significance import paired_ttest
+from coaug.data.prepare import prepare
+from coaug.registry.register import folder_sha256
+from coaug.evaluation.significance import paired_ttest
 from coaug.tracking import configure_mlflow
 
 from .conftest import REPO, TINY_BEIR

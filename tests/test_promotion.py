@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from coaug.errors import CoaugError
-from coaug.promotion import Champion, Decision, Rule, decide, rule_from_params
-from coaug.significance import paired_ttest
+from coaug.registry.promotion_rule import Champion, Decision, Rule, decide, rule_from_params
+from coaug.evaluation.significance import paired_ttest
 
 QIDS = ["q1", "q2", "q3", "q4"]
 BASELINE = dict(zip(QIDS, [0.25, 0.125, 0.5, 0.25]))  # mean 0.28125

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from coaug.combine import augmented_doc, augmented_query
+from coaug.retrieval.combine import augmented_doc, augmented_query
 from coaug.errors import CoaugError
-from coaug.prompts import conversation, document_input, load_prompt, truncate_tokens
+from coaug.policy.prompts import conversation, document_input, load_prompt, truncate_tokens
 
 from .conftest import REPO
 from .tiny_models import build_tokenizer

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from coaug.registry import CHALLENGER, DIGEST_TAG, folder_sha256, register_policy
+from coaug.registry.register import CHALLENGER, DIGEST_TAG, folder_sha256, register_policy
 from coaug.tracking import configure_mlflow, stage_run
 
 from .conftest import REPO

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from coaug.cli import main
-from coaug.report import comparisons_table, markdown_table, policy_block, write_report
-from coaug.significance import holm_adjust
+from coaug.evaluation.report import comparisons_table, markdown_table, policy_block, write_report
+from coaug.evaluation.significance import holm_adjust
 
 from .conftest import REPO
 
@@ -172,8 +172,8 @@ def test_a_baseline_of_another_dataset_fails_the_report_in_one_line(tmp_path, ca
 
 
 def test_evaluate_labels_its_metrics_with_the_dataset_and_split_and_the_report_accepts_them(tiny_beir, tmp_path, monkeypatch):
-    from coaug import evaluation
-    from coaug.prepare import prepare
+    from coaug.evaluation import evaluate as evaluation
+    from coaug.data.prepare import prepare
 
     prepared = tmp_path / "data"
     stats = prepare(str(tiny_beir), None, ["test"], 0, prepared)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from coaug import dense
+from coaug.retrieval import dense
 from coaug.errors import CoaugError
 from coaug.params import load_params
-from coaug.retrievers import build_index, retrieve
+from coaug.retrieval.retrievers import build_index, retrieve
 
 from .conftest import REPO, TINY_BEIR
 
@@ -77,3 +77,16 @@ def test_missing_index_is_one_clear_error(params, tmp_path):
 def test_unknown_encoder_package():
     with pytest.raises(CoaugError, match="package 'no_such_pkg' is not installed"):
         dense.resolve_encoder_path("package:no_such_pkg")
+
+
+@pytest.mark.parametrize(("lookup", "sections"), [("system", ("systems", "augmented_systems")),
+                                                  ("augmentation", ("augmentations", "trained_augmentations"))])  # fmt: skip
+def test_a_name_defined_in_two_sections_is_one_clear_error(lookup, sections):
+    from coaug import params as P
+
+    params = load_params(REPO / "params.yaml")
+    name = next(iter(params[sections[0]]))
+    params[sections[1]][name] = params[sections[0]][name]
+    with pytest.raises(CoaugError) as raised:
+        getattr(P, lookup)(params, name)
+    assert str(raised.value) == f"params: '{name}' is defined in both {sections[0]} and {sections[1]}: rename one of them"

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from coaug.errors import CoaugError
-from coaug.reward import SAMPLING_MODES, sampled_rewards, sampling_layout
-from coaug.reward_ndcg import ndcg_at_k
-from coaug.reward_sampling import (
+from coaug.rl.reward import SAMPLING_MODES, sampled_rewards, sampling_layout
+from coaug.rl.reward_ndcg import ndcg_at_k
+from coaug.rl.reward_sampling import (
     _contenders,
     draw_joint_samples,
     draw_single_query_samples,

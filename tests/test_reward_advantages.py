@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from coaug.advantages import (
+from coaug.rl.advantages import (
     Role,
     advantages,
     batch_norm_advantages,

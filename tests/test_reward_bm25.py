@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from coaug.reward_bm25 import bm25_matrix, corpus_idf, tokenize
-from coaug.reward_dense import cosine_matrix
+from coaug.rl.reward_bm25 import bm25_matrix, corpus_idf, tokenize
+from coaug.rl.reward_dense import cosine_matrix
 
 RTOL = 1e-12
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from coaug import params as P
-from coaug.augment import read_augmentations
-from coaug.beir import read_corpus
+from coaug.augment.files import read_augmentations
+from coaug.data.beir import read_corpus
 from coaug.cli import main
-from coaug.retrievers import retrieve, system_queries
+from coaug.retrieval.retrievers import retrieve, system_queries
 
 from .served_project import (
     BASELINE, BASELINE_SCORES, DENSE_SYSTEM, MODEL, SYSTEM, V1_SCORES, build_shared, load, project_params, register,
@@ -154,13 +154,13 @@ def test_k_below_one_is_one_clear_error(served, capsys):
     ],
 )
 def test_bad_arguments_are_refused_before_the_warm_up(args, error, monkeypatch, capsys):
-    import coaug.search
+    import coaug.registry.search
 
     from .conftest import REPO
 
     def warm_up(*_):
         raise AssertionError("the served policy and index were loaded before the arguments were checked")
 
-    monkeypatch.setattr(coaug.search, "ServedSearch", warm_up)
+    monkeypatch.setattr(coaug.registry.search, "ServedSearch", warm_up)
     assert search(REPO / "params.yaml", *args) == 2
     assert capsys.readouterr() == ("", f"coaug search: error: {error}\n")

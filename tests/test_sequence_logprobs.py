@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from coaug.sequence_logprobs import align_completions, completion_scores, full_softmax_scores
+from coaug.rl.sequence_logprobs import align_completions, completion_scores, full_softmax_scores
 
 from .tiny_models import build_tiny_llama
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coaug.errors import CoaugError
-from coaug.significance import compare, holm_adjust, paired_bootstrap, paired_ttest
+from coaug.evaluation.significance import compare, holm_adjust, paired_bootstrap, paired_ttest
 
 
 def test_ttest_matches_closed_form():

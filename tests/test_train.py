@@ -13,11 +13,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from coaug.checkpoint import all_checkpoints, load_state
+from coaug.rl.checkpoint import all_checkpoints, load_state
 from coaug.errors import CoaugError
-from coaug.train_config import train_config
-from coaug.trainer import shuffled_within_roles
-from coaug import train
+from coaug.rl.config import train_config
+from coaug.rl.trainer import shuffled_within_roles
+from coaug.rl import run as train
 
 from .conftest import REPO, TINY_BEIR
 from .tiny_models import build_tiny_word_llama
@@ -96,7 +96,7 @@ def test_resume_continues_step_count_and_optimizer_state_exactly(params, tmp_pat
 
 
 def rerun_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "coaug.train" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "coaug.rl.run" and r.levelno == logging.WARNING]
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_a_rerun_with_other_settings_starts_from_step_0_instead_of_resuming(para
     run_training(params, lambda *_: None, lambda *_: None)
     params["train"].update(change)
     rerun_steps = []
-    with caplog.at_level(logging.WARNING, logger="coaug.train"):
+    with caplog.at_level(logging.WARNING, logger="coaug.rl.run"):
         run_training(params, lambda step, _: rerun_steps.append(step), lambda *_: None)
     assert rerun_steps == [0, 1]
     assert rerun_warnings(caplog) == [
@@ -127,7 +127,7 @@ def test_a_checkpoint_without_recorded_settings_is_not_resumed(params, tmp_path,
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps({k: v for k, v in state.items() if k not in ("settings", "settings_hash")}))
     rerun_steps = []
-    with caplog.at_level(logging.WARNING, logger="coaug.train"):
+    with caplog.at_level(logging.WARNING, logger="coaug.rl.run"):
         run_training(params, lambda step, _: rerun_steps.append(step), lambda *_: None)
     assert rerun_steps == [0]
     assert rerun_warnings(caplog) == [
@@ -145,8 +145,8 @@ def tiny_project(params, tmp_path, monkeypatch) -> None:
 
 def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, monkeypatch):
     from coaug.cli import main
-    from coaug.policy import load_policy
-    from coaug.registry import folder_sha256
+    from coaug.policy.model import load_policy
+    from coaug.registry.register import folder_sha256
     from coaug.tracking import configure_mlflow
 
     params["train"].update(steps=1, eval_every=1)

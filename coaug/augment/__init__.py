@@ -1,0 +1,1 @@
+"""One augmentation per document and query, resumable and shardable (the ``augment`` stage)."""

@@ -1,0 +1,1 @@
+"""Reading, checking and preparing BEIR datasets (the ``prepare`` stage)."""

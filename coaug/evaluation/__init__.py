@@ -1,0 +1,1 @@
+"""Scoring runs, paired tests and the report (the ``evaluate`` and ``report`` stages)."""

@@ -1,0 +1,197 @@
+"""The ``report`` stage: every evaluated system side by side, tested against the baseline."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from coaug import params as P
+from coaug.atomic_io import write_json, write_text
+from coaug.errors import CoaugError
+from coaug.evaluation.outputs import output_paths
+from coaug.evaluation.per_query_file import read_per_query
+from coaug.evaluation.plots import comparison_bars
+from coaug.evaluation.significance import compare, holm_adjust
+from coaug.tracking import dataset_checksum
+
+logger = logging.getLogger(__name__)
+
+
+def evaluated(params: dict[str, Any], systems: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``systems`` into those with metrics and those not evaluated yet (a partial ``dvc repro``)."""
+    done = [s for s in systems if output_paths(params, s)["metrics"].is_file()]
+    return done, [s for s in systems if s not in done]
+
+
+def stale_reason(params: dict[str, Any], system: str) -> str | None:
+    """Why ``system``'s metrics file does not belong to the prepared dataset and ``dataset.eval_split``, or None.
+
+    A file without a dataset checksum (written before evaluate recorded one) counts as not belonging: nothing
+    shows it is of this dataset, and the metrics committed for one dataset are exactly what a report of
+    another would pick up.
+    """
+    path = output_paths(params, system)["metrics"]
+    written = json.loads(path.read_text())
+    checksum, split = dataset_checksum(params), P.get(params, "dataset.eval_split")
+    if "dataset_checksum" not in written:
+        problem = "is unlabelled (no dataset checksum)"
+    elif written["dataset_checksum"] != checksum:
+        problem = f"is from dataset {written['dataset_checksum'][:12]}, not the prepared {checksum[:12]}"
+    elif written.get("split") != split:
+        problem = f"is from split '{written.get('split')}', not dataset.eval_split '{split}'"
+    else:
+        return None
+    return f"{path} {problem} — rerun `coaug evaluate --system {system}`"
+
+
+def require_baseline(params: dict[str, Any]) -> None:
+    """Every test is against the baseline: without its metrics of this dataset there is no report."""
+    baseline = P.get(params, "evaluation.baseline")
+    if not output_paths(params, baseline)["metrics"].is_file():
+        raise CoaugError(f"baseline '{baseline}' has no metrics yet: run its evaluate stage first")
+    reason = stale_reason(params, baseline)
+    if reason:
+        raise CoaugError(f"baseline '{baseline}' cannot be reported: {reason}")
+
+
+def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+    """Metrics per system, a paired test of each against the baseline and of each evaluated
+    ``evaluation.comparisons`` pair, all Holm-adjusted together (:func:`adjust_for_multiplicity`).
+
+    Every system's metrics must belong to the prepared dataset and eval split (:func:`stale_reason`)."""
+    metrics = P.get(params, "evaluation.metrics")
+    baseline = P.get(params, "evaluation.baseline")
+    key_metric = P.get(params, "evaluation.significance_metric")
+    if baseline not in systems:
+        systems = [baseline, *systems]
+    require_baseline(params)
+    for name in systems:
+        reason = stale_reason(params, name)
+        if reason:
+            raise CoaugError(f"'{name}' cannot be reported: {reason}")
+    scores = {s: json.loads(output_paths(params, s)["metrics"].read_text()) for s in systems}
+    per_query = {s: read_per_query(output_paths(params, s)["per_query"])[key_metric] for s in systems}
+
+    def test(name: str, reference: str) -> dict[str, Any]:
+        samples, seed = P.get(params, "evaluation.bootstrap_samples"), P.get(params, "evaluation.seed")
+        return {"metric": key_metric, **compare(per_query[name], per_query[reference], samples, seed, (name, reference))}
+
+    summary: dict[str, Any] = {name: {m: scores[name][m] for m in metrics} for name in systems}
+    for name in systems:
+        if name != baseline:
+            summary[name][f"vs_{baseline}"] = test(name, baseline)
+    for name, reference in P.get(params, "evaluation.comparisons"):
+        if name in per_query and reference in per_query:
+            summary[name][f"vs_{reference}"] = test(name, reference)
+    adjust_for_multiplicity(summary)
+    return summary
+
+
+def adjust_for_multiplicity(summary: dict[str, Any]) -> None:
+    """Add Holm–Bonferroni adjusted p-values (``p_ttest_holm``, ``p_bootstrap_holm``) to every test in
+    ``summary``, over the family of all tests the report makes (each kind of test adjusted apart)."""
+    tests = [entry[key] for entry in summary.values() for key in entry if key.startswith("vs_")]
+    for kind in ("p_ttest", "p_bootstrap"):
+        for test, adjusted in zip(tests, holm_adjust([t[kind] for t in tests])):
+            test[f"{kind}_holm"] = adjusted
+
+
+def significance_mark(test: dict[str, Any], alpha: float) -> str:
+    """``*`` when both Holm-adjusted p-values are below ``alpha``."""
+    return "*" if max(test["p_ttest_holm"], test["p_bootstrap_holm"]) < alpha else ""
+
+
+def test_cells(test: dict[str, Any], alpha: float) -> list[str]:
+    return [f"{test['mean_diff']:+.4f}{significance_mark(test, alpha)}", f"{test['p_ttest']:.2g}",
+            f"{test['p_ttest_holm']:.2g}", f"{test['p_bootstrap']:.2g}", f"{test['p_bootstrap_holm']:.2g}"]  # fmt: skip
+
+
+TEST_HEADER = ["p (t-test)", "p (t, Holm)", "p (bootstrap)", "p (boot., Holm)"]
+
+
+def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, alpha: float) -> str:
+    """Systems x metrics, plus the paired tests on the significance metric (``*``: Holm-adjusted p < alpha)."""
+    header = ["system", *metrics, f"Δ vs {baseline}", *TEST_HEADER]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in summary.items():
+        cells = [name, *(f"{entry[m]:.4f}" for m in metrics)]
+        test = entry.get(f"vs_{baseline}")
+        cells += test_cells(test, alpha) if test else ["—"] * (1 + len(TEST_HEADER))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparisons_table(summary: dict[str, Any], comparisons: list[list[str]], metric: str, alpha: float) -> str:
+    """The ``evaluation.comparisons`` pairs that were both evaluated (e.g. trained vs untrained policy)."""
+    rows = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in comparisons
+            if name in summary and f"vs_{reference}" in summary[name]]  # fmt: skip
+    if not rows:
+        return ""
+    header = ["system", "against", f"Δ {metric}", *TEST_HEADER]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join([name, reference, *test_cells(test, alpha)]) + " |" for name, reference, test in rows]
+    return "\n".join(lines) + "\n"
+
+
+def policy_block(summary: dict[str, Any], block: dict[str, dict[str, str]], metric: str) -> str:
+    """One row per retriever, one column per policy (``evaluation.policy_block``): the metric of each
+    evaluated system, blank where it was not evaluated or not configured."""
+    columns = list(dict.fromkeys(column for row in block.values() for column in row))
+    lines = ["| retriever | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for retriever, row in block.items():
+        cells = [f"{summary[row[c]][metric]:.4f}" if row.get(c) in summary else "" for c in columns]
+        lines.append(f"| {retriever} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths.
+
+    Systems without metrics yet are named in results.md as not evaluated, and those whose metrics belong to
+    another dataset or split are left out with the reason, never silently dropped nor mixed in."""
+    systems, missing = evaluated(params, systems)
+    stale = {name: reason for name in systems if (reason := stale_reason(params, name))}
+    summary = build_report(params, [name for name in systems if name not in stale])  # a stale baseline fails here
+    for name, reason in stale.items():
+        logger.warning("report leaves out %s: %s", name, reason)
+    metrics = P.get(params, "evaluation.metrics")
+    baseline = P.get(params, "evaluation.baseline")
+    alpha = P.get(params, "evaluation.alpha")
+    key_metric = P.get(params, "evaluation.significance_metric")
+    reports = Path(P.get(params, "outputs.reports_dir"))
+    paths = {
+        "summary": reports / "summary.json",
+        "table": reports / "results.md",
+        "plot": reports / "comparison.png",
+        "headline": reports / "headline.csv",
+    }
+    write_json(paths["summary"], summary)
+    split = P.get(params, "dataset.eval_split")
+    title = f"{P.get(params, 'dataset.name')} ({split})"
+    tests = sum(key.startswith("vs_") for entry in summary.values() for key in entry)
+    note = (
+        f"{title}. Paired tests (t-test, bootstrap) on {key_metric} against {baseline}; p-values raw and "
+        f"Holm–Bonferroni adjusted over all {tests} tests of this report; * = both adjusted p < {alpha}.\n\n"
+    )
+    block = f"\n{key_metric} by policy (evaluation.policy_block):\n\n" + policy_block(
+        summary, P.get(params, "evaluation.policy_block"), key_metric
+    )
+    pending = f"\nNot evaluated yet: {', '.join(missing)}.\n" if missing else ""
+    if stale:
+        reasons = "".join(f"- {name}: {reason}\n" for name, reason in stale.items())
+        pending += f"\nLeft out, their metrics do not belong to this dataset and split:\n\n{reasons}"
+    pairs = comparisons_table(summary, P.get(params, "evaluation.comparisons"), key_metric, alpha)
+    pairs = f"\nPaired tests between systems (evaluation.comparisons):\n\n{pairs}" if pairs else ""
+    write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + block + pairs + pending)
+    comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])
+    # The headline metric per system, for `dvc plots show` (a sorted horizontal bar chart).
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["system", key_metric])
+    writer.writerows([name, f"{entry[key_metric]:.4f}"] for name, entry in summary.items())
+    write_text(paths["headline"], buffer.getvalue())
+    return summary, paths

@@ -1,0 +1,1 @@
+"""The instruction LLM: loading, precision, prompts, decoding and parsing its answers."""

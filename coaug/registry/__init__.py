@@ -1,0 +1,1 @@
+"""The MLflow registry: registration, champion/challenger promotion, the served bundle and search."""

@@ -1,0 +1,106 @@
+"""The serving bundle: what ``coaug search`` needs to answer queries like the promoted champion was evaluated.
+
+``<serving_dir>/manifest.json`` names the registry version and holds a snapshot of everything that shaped
+the evaluated ranking (systems, augmentation and its query prompt text, BM25/dense knobs), and
+``<serving_dir>/indexes/<system>`` are copies of the evaluated indexes. A snapshot, not references: editing
+params.yaml, a prompt file or rebuilding an index later must not change what is served until the next
+promotion. The bundle is swapped in atomically, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from coaug import params as P
+from coaug.atomic_io import atomic_directory, write_json
+from coaug.errors import CoaugError
+from coaug.policy.prompts import Prompt, load_prompt
+
+MANIFEST = "manifest.json"
+INDEXES = "indexes"
+
+
+def build_manifest(params: dict[str, Any], model_name: str, version: str, dataset_checksum: str) -> dict[str, Any]:
+    """The manifest for serving ``version`` with ``promotion.serve_systems``.
+
+    Every served system must be an augmented system using the augmentation of ``promotion.system``:
+    that augmentation is the one the decision was taken on.
+    """
+    evaluated = P.get(params, "promotion.system")
+    augmentation_name = _augmented_entry(params, evaluated, "promotion.system")["augmentation"]
+    systems = {}
+    for name in P.get(params, "promotion.serve_systems"):
+        entry = _augmented_entry(params, name, "promotion.serve_systems")
+        if entry["augmentation"] != augmentation_name:
+            raise CoaugError(
+                f"params: promotion.serve_systems: '{name}' uses augmentation '{entry['augmentation']}', not "
+                f"'{augmentation_name}' of promotion.system '{evaluated}'"
+            )
+        systems[name] = dict(entry)
+    if not systems:
+        raise CoaugError("params: promotion.serve_systems is empty")
+    # The policy that serves is the registry version, not the augmentation's training-time path.
+    augmentation = {k: v for k, v in P.augmentation(params, augmentation_name).items() if k != "policy"}
+    prompt_name = augmentation["query_prompt"]
+    prompts_dir = P.get(params, "augment.prompts_dir")
+    prompt_text = load_prompt(prompts_dir, augmentation["format"], prompt_name).system if prompt_name else None
+    bm25 = P.get(params, "bm25")
+    return {
+        "model_name": model_name,
+        "version": str(version),
+        "systems": systems,
+        "augmentation": {"name": augmentation_name, **augmentation, "query_prompt_text": prompt_text},
+        "retrieval": {
+            "bm25": {key: bm25[key] for key in ("k1", "b", "multifield_weights")},
+            "dense": {key: P.get(params, f"dense.{key}") for key in ("encoder", "max_seq_length")},
+        },
+        "dataset_checksum": dataset_checksum,
+        "prepared_dir": str(P.get(params, "dataset.prepared_dir")),
+    }
+
+
+def snapshot(serving_dir: str | Path, index_dirs: dict[str, Path], manifest: dict[str, Any]) -> None:
+    """Replace ``serving_dir`` with copies of ``index_dirs`` (system -> index folder) and the manifest."""
+    with atomic_directory(serving_dir) as staging:
+        for system, index_dir in index_dirs.items():
+            shutil.copytree(index_dir, staging / INDEXES / system)
+        write_json(staging / MANIFEST, manifest)
+
+
+def read_manifest(serving_dir: str | Path) -> dict[str, Any]:
+    path = Path(serving_dir) / MANIFEST
+    if not path.is_file():
+        raise CoaugError(f"no champion is being served: run `coaug promote` ({path} is missing)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def served_index(serving_dir: str | Path, system: str) -> Path:
+    return Path(serving_dir) / INDEXES / system
+
+
+def pick_system(manifest: dict[str, Any], dense: bool) -> str:
+    """The first served system with a dense retriever (``dense``) or a BM25 one."""
+    for name, entry in manifest["systems"].items():
+        if (entry["retriever"] == "dense") == dense:
+            return name
+    kind = "dense" if dense else "BM25"
+    raise CoaugError(f"no {kind} system is being served (served: {', '.join(manifest['systems'])})")
+
+
+def query_prompt(manifest: dict[str, Any]) -> Prompt | None:
+    """The query prompt as it was at promotion time; None when the augmentation has no query side."""
+    augmentation = manifest["augmentation"]
+    if not augmentation["query_prompt"]:
+        return None
+    return Prompt(name=augmentation["query_prompt"], format=augmentation["format"], system=augmentation["query_prompt_text"])
+
+
+def _augmented_entry(params: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    augmented = params.get("augmented_systems", {})
+    if name not in augmented:
+        raise CoaugError(f"params: {where}: '{name}' is not an augmented system (defined: {', '.join(augmented)})")
+    P.system(params, name)  # validates the entry's keys before they are read
+    return augmented[name]

@@ -1,0 +1,1 @@
+"""Bidirectional RL of the policy (the ``train`` stage): composite batches, rewards, advantages, loss, loop."""

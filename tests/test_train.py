@@ -138,7 +138,7 @@ def test_a_checkpoint_without_recorded_settings_is_not_resumed(params, tmp_path,
 def tiny_project(params, tmp_path, monkeypatch) -> None:
     """params.yaml of a scratch project with its own MLflow store, as ``coaug train`` reads it."""
     params["dataset"]["name"] = "tiny"
-    params["mlflow"] = {"tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db", "artifact_root": str(tmp_path / "mlruns")}
+    params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
 

@@ -35,9 +35,15 @@ $(STAMP): $(ROOT)/requirements.lock $(ROOT)/pyproject.toml
 	git -C $(ROOT) config user.name > /dev/null || git -C $(ROOT) config user.name "coaug"
 	touch $(STAMP)
 
+# With a default DVC remote (`dvc remote add -d NAME URL`) results travel between machines: pull what was
+# pushed before (--allow-missing: an output nobody pushed is recomputed), push what this run added.
+HAS_REMOTE := $(BIN)/dvc remote default > /dev/null 2>&1
+
 pipeline: setup
+	if $(HAS_REMOTE); then $(BIN)/dvc pull --allow-missing; fi
 	$(BIN)/coaug plan
 	$(BIN)/dvc repro
+	if $(HAS_REMOTE); then $(BIN)/dvc push; fi
 	$(BIN)/dvc metrics show
 
 test: setup

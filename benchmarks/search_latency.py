@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from coaug import params as P
+from coaug.params_schema import Dataset
 from coaug.data.beir import read_qrels, read_queries
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.registry.search import ServedSearch
@@ -35,11 +36,11 @@ def main() -> None:
     args = parse_args()
     params = P.load_params(args.params)
     started = time.perf_counter()
-    engine = ServedSearch(params, args.alias or P.get(params, "search.alias"), args.dense)
+    engine = ServedSearch(params, args.alias or params.search.alias, args.dense)
     warm_up = time.perf_counter() - started
-    k = args.k if args.k is not None else P.get(params, "search.k")
-    results = [engine.search(query, k) for query in eval_queries(params, args.queries)]
-    print(f"CPU: {describe_machine()} | policy.dtype {P.get(params, 'policy.dtype')} -> {machine_dtype(P.get(params, 'policy.dtype'))}")
+    k = args.k if args.k is not None else params.search.k
+    results = [engine.search(query, k) for query in eval_queries(params.dataset, args.queries)]
+    print(f"CPU: {describe_machine()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)}")
     print(f"system {engine.system} | {len(results)} queries, k {k} | warm-up {warm_up:.2f} s {load()}")
     print(figures("total", [r.seconds for r in results]))
     print(figures("augmentation", [r.augment_seconds for r in results]))
@@ -56,9 +57,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def eval_queries(params: dict, count: int) -> list[str]:
-    prepared = Path(P.get(params, "dataset.prepared_dir"))
-    qrels = read_qrels(prepared / "qrels" / f"{P.get(params, 'dataset.eval_split')}.tsv")
+def eval_queries(dataset: Dataset, count: int) -> list[str]:
+    prepared = Path(dataset.prepared_dir)
+    qrels = read_qrels(prepared / "qrels" / f"{dataset.eval_split}.tsv")
     queries = read_queries(prepared / "queries.jsonl")
     return [queries[qid] for qid in qrels if qid in queries][:count]
 

@@ -52,10 +52,10 @@ def main() -> None:
     data = Path(args.data)
     corpus, queries = read_corpus(data / "corpus.jsonl"), read_queries(data / "queries.jsonl")
     qrels = read_qrels(data / "qrels" / f"{base.split}.tsv")
-    prompts = {kind: load_prompt(P.get(params, "augment.prompts_dir"), base.format, getattr(base, f"{kind}_prompt"))
+    prompts = {kind: load_prompt(params.augment.prompts_dir, base.format, getattr(base, f"{kind}_prompt"))
                for kind in ("query", "doc")}  # fmt: skip
-    similarity = make_similarity(base, params, corpus)
-    cache_dir = P.get(params, "policy.cache_dir")
+    similarity = make_similarity(base, params.dense, corpus)
+    cache_dir = params.policy.cache_dir
     print(f"CPU: {describe_machine()} | train.dtype {base.dtype} -> {machine_dtype(base.dtype)} | load {load()}")
     texts = base.queries_per_step * (1 + base.k_pos + base.k_hardneg + base.k_randneg) * base.rollouts
     print(f"step {args.step}: {texts} sampled texts, {base.max_new_tokens} new tokens, {base.mini_batches} mini-batches")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -10,10 +11,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from coaug import params as P
 from coaug.errors import CoaugError
+from coaug.params_schema import Params
 
 logger = logging.getLogger("coaug")
 
@@ -28,15 +29,14 @@ def mlflow_metric_name(name: str) -> str:
     return name.replace("@", "_at_")
 
 
-def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_prepare(params: Params, args: argparse.Namespace) -> None:
     from coaug.data.prepare import prepare
     from coaug.tracking import stage_run
 
-    out_dir = Path(P.get(params, "dataset.prepared_dir"))
+    out_dir = Path(params.dataset.prepared_dir)
     stats = prepare(
-        P.get(params, "dataset.source"), P.get(params, "dataset.sha256"), P.get(params, "dataset.splits"),
-        P.get(params, "dataset.max_unknown_qrels"), out_dir,
-    )  # fmt: skip
+        params.dataset.source, params.dataset.sha256, params.dataset.splits, params.dataset.max_unknown_qrels, out_dir
+    )
     with stage_run(params, "prepare", ["dataset"]) as mlflow:
         mlflow.log_metrics({"docs": stats["docs"], "queries": stats["queries"]})
         for split, counts in stats["splits"].items():
@@ -44,23 +44,28 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
         mlflow.log_artifact(str(out_dir / "stats.json"))
 
 
-def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_augment(params: Params, args: argparse.Namespace) -> None:
     from coaug.augment.run import SIDES, run_augmentation, run_augmentation_shard
     from coaug.augment.shards import parse_shard
     from coaug.tracking import stage_run
 
-    config = P.augmentation(params, args.name)  # fails on an unknown name first
+    augmentation = P.augmentation(params, args.name)  # fails on an unknown name first
     # Checked before the policy is loaded: generation would only fail on it after it.
-    if config["query_prompt"]:  # the eval split's queries are the ones augmented
-        P.eval_qrels_path(params)
-    augmentation = P.flatten({"augmentation": config})
+    if augmentation.query_prompt:  # the eval split's queries are the ones augmented
+        P.eval_qrels_path(params.dataset)
     if args.shard:
         # A shard only fills the cache; the unsharded run that absorbs it is the stage MLflow records.
-        run_augmentation_shard(params, args.name, *parse_shard(args.shard))
+        index, count = parse_shard(args.shard)
+        run_augmentation_shard(
+            args.name, augmentation, index, count, params.policy, params.generation, params.augment, params.dataset
+        )
         return
-    out_dir = Path(P.get(params, "augment.out_dir")) / args.name
-    with stage_run(params, "augment", ["generation", "augment"], augmentation) as mlflow:
-        stats = run_augmentation(params, args.name, out_dir)
+    out_dir = Path(params.augment.out_dir) / args.name
+    logged = P.flatten({"augmentation": dataclasses.asdict(augmentation)})
+    with stage_run(params, "augment", ["generation", "augment"], logged) as mlflow:
+        stats = run_augmentation(
+            args.name, augmentation, out_dir, params.policy, params.generation, params.augment, params.dataset
+        )
         mlflow.set_tags({"dtype": stats["dtype"], "backend": stats["backend"]})
         for side in SIDES:
             if side in stats:
@@ -68,23 +73,29 @@ def cmd_augment(params: dict[str, Any], args: argparse.Namespace) -> None:
         mlflow.log_artifact(str(out_dir / "stats.json"))
 
 
-def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_train(params: Params, args: argparse.Namespace) -> None:
     from coaug.rl.launcher import is_main_process, needs_launch, relaunch
-    from coaug.registry.register import params_hash, register_policy
+    from coaug.registry.register import register_policy
     from coaug.rl.run import run_training
     from coaug.rl.config import train_config, variant_outputs
-    from coaug.tracking import dataset_checksum, git_commit, stage_run
+    from coaug.tracking import dataset_checksum, git_commit, params_hash, stage_run
 
-    variant = args.variant or P.get(params, "registry.variant")
+    variant = args.variant or params.registry.variant
     config = train_config(params, variant)  # fails on an unknown variant or key before any work
     if needs_launch(config.num_processes, os.environ):  # before any MLflow run: the launched processes open their own
         relaunch(config.num_processes, args.params, args.verbose, variant)
         return
+    outputs = variant_outputs(params.train_outputs, variant)
+
+    def train(log_step: Callable[[int, dict[str, float]], None], log_samples: Callable[[int, list[tuple]], None]) -> dict:
+        return run_training(
+            variant, config, outputs, params.dataset, params.policy, params.augment, params.dense, log_step, log_samples
+        )
+
     if not is_main_process(os.environ):  # the other launched processes train but log and register nothing
-        run_training(params, variant, lambda step, metrics: None, lambda step, rows: None)
+        train(lambda step, metrics: None, lambda step, rows: None)
         return
-    outputs = variant_outputs(params, variant)
-    overrides = P.flatten({"variant": P.get(params, "train_variants")[variant] or {}})
+    overrides = P.flatten({"variant": params.train_variants[variant] or {}})
     with stage_run(params, f"train@{variant}", ["train", "generation"], overrides) as mlflow:
         def log_step(step: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=step)
@@ -94,7 +105,7 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
             table = dict(zip(("role", "text_id", "augmentation", "reward"), map(list, columns)))
             mlflow.log_table(data=table, artifact_file=f"samples/step_{step:06d}.json")
 
-        summary = run_training(params, variant, log_step, log_samples)
+        summary = train(log_step, log_samples)
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
         mlflow.set_tags({"compute_dtype": summary["compute_dtype"], "train_variant": variant})
@@ -108,64 +119,74 @@ def cmd_train(params: dict[str, Any], args: argparse.Namespace) -> None:
                 f"no optimizer step was applied in {summary['steps']} training steps ({summary['skipped_updates']} "
                 "updates skipped with every advantage 0): the policy is unchanged and not registered"
             )
-        if variant != P.get(params, "registry.variant"):
+        if variant != params.registry.variant:
             logger.info("train variant %s: policy in %s (only %s is registered)", variant, outputs["policy_dir"],
-                        P.get(params, "registry.variant"))  # fmt: skip
+                        params.registry.variant)  # fmt: skip
             return
-        tags = {"git_commit": git_commit(), "dataset_checksum": dataset_checksum(params), "params_hash": params_hash(params)}
-        version = register_policy(mlflow, outputs["policy_dir"], P.get(params, "registry.model_name"), tags)
-        logger.info("registered %s version %s as @challenger", P.get(params, "registry.model_name"), version)
+        tags = {
+            "git_commit": git_commit(), "dataset_checksum": dataset_checksum(params.dataset),
+            "params_hash": params_hash(params),
+        }  # fmt: skip
+        version = register_policy(mlflow, outputs["policy_dir"], params.registry.model_name, tags)
+        logger.info("registered %s version %s as @challenger", params.registry.model_name, version)
 
 
-def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_validate(params: Params, args: argparse.Namespace) -> None:
+    from coaug.rl.config import train_config
     from coaug.rl.run import run_validation
     from coaug.tracking import stage_run
 
-    variant = args.variant or P.get(params, "registry.variant")
+    variant = args.variant or params.registry.variant
+    config = dataclasses.replace(train_config(params, variant), policy=args.policy)
     with stage_run(params, "validate", ["train"], {"policy": args.policy, "variant": variant}) as mlflow:
-        result = run_validation(params, variant, args.policy)
+        result = run_validation(config, params.dataset, params.policy, params.augment, params.dense)
         mlflow.log_metrics({k: v for k, v in result.items() if k != "per_query"})
     sys.stdout.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 
-def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_index(params: Params, args: argparse.Namespace) -> None:
     from coaug.evaluation.outputs import output_paths
     from coaug.retrieval.retrievers import build_index
     from coaug.tracking import stage_run
 
-    system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
-    with stage_run(params, "index", ["bm25", "dense"], system) as mlflow:
+    system = P.system(params, args.system)  # fails on an unknown system first
+    logged = P.flatten({"system": dataclasses.asdict(system)})
+    with stage_run(params, "index", ["bm25", "dense"], logged) as mlflow:
         started = time.perf_counter()
-        docs = build_index(params, args.system, output_paths(params, args.system)["index"])
+        docs = build_index(system, output_paths(params.outputs, args.system)["index"], params.bm25, params.dense)
         mlflow.log_metrics({"docs": docs, "index_seconds": time.perf_counter() - started})
 
 
-def cmd_evaluate(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
     from coaug.evaluation.evaluate import evaluate_system
     from coaug.evaluation.outputs import output_paths
     from coaug.tracking import stage_run
 
-    system = P.flatten({"system": P.system(params, args.system)})  # fails on an unknown system first
-    P.eval_qrels_path(params)  # and on an eval split that was not prepared
-    paths = output_paths(params, args.system)
-    with stage_run(params, "evaluate", ["bm25", "dense", "retrieval", "evaluation"], system) as mlflow:
+    system = P.system(params, args.system)  # fails on an unknown system first
+    P.eval_qrels_path(params.dataset)  # and on an eval split that was not prepared
+    paths = output_paths(params.outputs, args.system)
+    logged = P.flatten({"system": dataclasses.asdict(system)})
+    with stage_run(params, "evaluate", ["bm25", "dense", "retrieval", "evaluation"], logged) as mlflow:
         started = time.perf_counter()
-        summary = evaluate_system(params, args.system, paths["index"], paths["run"], paths["metrics"], paths["per_query"])
-        scores = {mlflow_metric_name(m): summary[m] for m in P.get(params, "evaluation.metrics")}
+        summary = evaluate_system(
+            args.system, system, paths["index"], paths["run"], paths["metrics"], paths["per_query"], params.dataset,
+            params.evaluation, params.retrieval, params.bm25, params.dense,
+        )  # fmt: skip
+        scores = {mlflow_metric_name(m): summary[m] for m in params.evaluation.metrics}
         mlflow.log_metrics({**scores, "evaluate_seconds": time.perf_counter() - started})
         for key in ("metrics", "per_query", "run"):
             mlflow.log_artifact(str(paths[key]))
 
 
-def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_report(params: Params, args: argparse.Namespace) -> None:
     from coaug.evaluation.report import require_baseline, write_report
     from coaug.tracking import stage_run
 
     systems = args.systems or P.system_names(params)
-    P.eval_qrels_path(params)  # no metrics file of an unprepared split can be reported
-    require_baseline(params)
+    P.eval_qrels_path(params.dataset)  # no metrics file of an unprepared split can be reported
+    require_baseline(params.evaluation, params.outputs, params.dataset)
     with stage_run(params, "report", ["evaluation"]) as mlflow:
-        summary, paths = write_report(params, systems)
+        summary, paths = write_report(systems, params.evaluation, params.outputs, params.dataset)
         mlflow.log_param("systems", ",".join(systems))
         for name, entry in summary.items():
             mlflow.log_metrics({f"{name}.{mlflow_metric_name(m)}": v for m, v in entry.items() if isinstance(v, float)})
@@ -173,7 +194,7 @@ def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
             mlflow.log_artifact(str(path))
 
 
-def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_promote(params: Params, args: argparse.Namespace) -> None:
     from coaug.registry.promote import promote
 
     report = promote(params)
@@ -191,26 +212,26 @@ def check_search_args(queries: list[str], k: int) -> None:
         raise CoaugError(f"k must be >= 1, got {k}")
 
 
-def cmd_search(params: dict[str, Any], args: argparse.Namespace) -> None:
-    k = args.k if args.k is not None else P.get(params, "search.k")
+def cmd_search(params: Params, args: argparse.Namespace) -> None:
+    k = args.k if args.k is not None else params.search.k
     check_search_args(args.queries, k)
     from coaug.registry.search import ServedSearch, result_json, result_table
 
-    engine = ServedSearch(params, args.alias or P.get(params, "search.alias"), args.dense)
+    engine = ServedSearch(params, args.alias or params.search.alias, args.dense)
     for query in args.queries:
         result = engine.search(query, k)
         sys.stdout.write(json.dumps(result_json(result), ensure_ascii=False) + "\n" if args.json else result_table(result))
         sys.stdout.flush()
 
 
-def cmd_plan(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_plan(params: Params, args: argparse.Namespace) -> None:
     from coaug.plan import estimate, plan_text, read_durations, record_durations, stages_to_run
 
     if args.record:
-        recorded = record_durations(params)
+        recorded = record_durations(params.mlflow, params.dataset, params.outputs)
         logger.info("recorded the durations of %d stages", len(recorded))
         return
-    recorded, machine = read_durations(params)
+    recorded, machine = read_durations(params.outputs)
     sys.stdout.write(plan_text(estimate(stages_to_run("."), recorded), machine))
 
 

@@ -1,18 +1,20 @@
-"""params.yaml: the single source of knobs. Lookups fail with one line naming the missing key."""
+"""params.yaml: the single source of knobs, checked and typed once on load (coaug.params_schema)."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from coaug.errors import CoaugError
-from coaug.params_schema import RETRIEVERS, check
+from coaug.params_schema import Augmentation, Dataset, Params, check, typed_params
 
 
-def load_params(path: str | Path) -> dict[str, Any]:
-    """params.yaml, checked against coaug.params_schema before anything runs."""
+def load_params(path: str | Path) -> Params:
+    """params.yaml, checked against coaug.params_schema before anything runs, as typed sections."""
     path = Path(path)
     if not path.is_file():
         raise CoaugError(f"{path}: params file not found")
@@ -24,22 +26,13 @@ def load_params(path: str | Path) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise CoaugError(f"{path}: expected a mapping at top level")
     check(params, str(path), text)
-    return params
+    return typed_params(params)
 
 
-def get(params: dict[str, Any], dotted: str) -> Any:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise CoaugError(f"params: missing key '{dotted}'")
-        node = node[part]
-    return node
-
-
-def eval_qrels_path(params: dict[str, Any]) -> Path:
+def eval_qrels_path(dataset: Dataset) -> Path:
     """The qrels of ``dataset.eval_split``, which ``coaug prepare`` must have written."""
-    split = get(params, "dataset.eval_split")
-    folder = Path(get(params, "dataset.prepared_dir")) / "qrels"
+    split = dataset.eval_split
+    folder = Path(dataset.prepared_dir) / "qrels"
     path = folder / f"{split}.tsv"
     if not path.is_file():
         prepared = ", ".join(sorted(p.stem for p in folder.glob("*.tsv"))) or "none"
@@ -50,72 +43,63 @@ def eval_qrels_path(params: dict[str, Any]) -> Path:
     return path
 
 
-def system_names(params: dict[str, Any]) -> list[str]:
+def system_names(params: Params) -> list[str]:
     """Baseline systems first, then augmented ones, in params.yaml order."""
-    return [*params.get("systems", {}), *params.get("augmented_systems", {})]
+    return [*params.systems, *params.augmented_systems]
 
 
-def system(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """A system's retrieval recipe, normalised for both kinds of system:
+@dataclass(frozen=True)
+class SystemRecipe:
+    """A system's retrieval recipe, the same for both kinds of system: the augmentations are JSONL paths,
+    or None for a side that is not augmented."""
 
-    ``{"retriever", "corpus", "queries", "doc_augmentation", "query_augmentation", "query_repeat"}``
-    where the augmentation entries are JSONL paths or None.
-    """
-    plain, augmented = params.get("systems", {}), params.get("augmented_systems", {})
-    _defined_once(name, "systems", plain, "augmented_systems", augmented)
-    if name in plain:
-        config = dict(plain[name])
-        _require(config, f"systems.{name}", ("retriever", "corpus", "queries"))
-        config.update(doc_augmentation=None, query_augmentation=None, query_repeat=1)
-    elif name in augmented:
-        entry = augmented[name]
-        _require(entry, f"augmented_systems.{name}", ("retriever", "augmentation", "augment_docs", "augment_queries", "query_repeat"))
-        augmentation(params, entry["augmentation"])
-        folder = Path(get(params, "augment.out_dir")) / entry["augmentation"]
-        prepared = Path(get(params, "dataset.prepared_dir"))
-        config = {
-            "retriever": entry["retriever"],
-            "corpus": str(prepared / "corpus.jsonl"),
-            "queries": str(prepared / "queries.jsonl"),
-            "doc_augmentation": str(folder / "corpus.jsonl") if entry["augment_docs"] else None,
-            "query_augmentation": str(folder / "queries.jsonl") if entry["augment_queries"] else None,
-            "query_repeat": entry["query_repeat"],
-        }
-    else:
+    retriever: str
+    corpus: str
+    queries: str
+    doc_augmentation: str | None
+    query_augmentation: str | None
+    query_repeat: int
+
+
+def system(params: Params, name: str) -> SystemRecipe:
+    """``systems.<name>`` or ``augmented_systems.<name>`` as a :class:`SystemRecipe`."""
+    _defined_once(name, "systems", params.systems, "augmented_systems", params.augmented_systems)
+    if name in params.systems:
+        plain = params.systems[name]
+        return SystemRecipe(plain.retriever, plain.corpus, plain.queries, None, None, 1)
+    if name not in params.augmented_systems:
         raise CoaugError(f"params: unknown system '{name}' (defined: {', '.join(system_names(params))})")
-    if config["retriever"] not in RETRIEVERS:
-        raise CoaugError(f"params: system '{name}' has retriever '{config['retriever']}', not one of {', '.join(RETRIEVERS)}")
-    return config
+    entry = params.augmented_systems[name]
+    augmentation(params, entry.augmentation)  # fails on an unknown augmentation
+    folder = Path(params.augment.out_dir) / entry.augmentation
+    prepared = Path(params.dataset.prepared_dir)
+    return SystemRecipe(
+        retriever=entry.retriever,
+        corpus=str(prepared / "corpus.jsonl"),
+        queries=str(prepared / "queries.jsonl"),
+        doc_augmentation=str(folder / "corpus.jsonl") if entry.augment_docs else None,
+        query_augmentation=str(folder / "queries.jsonl") if entry.augment_queries else None,
+        query_repeat=entry.query_repeat,
+    )
 
 
-def augmentation(params: dict[str, Any], name: str) -> dict[str, Any]:
+def augmentation(params: Params, name: str) -> Augmentation:
     """``augmentations.<name>`` or ``trained_augmentations.<name>``, its policy defaulting to ``policy.model``.
 
     Trained augmentations are kept apart because their policy is the output of the train stage.
     """
-    plain, trained = get(params, "augmentations"), params.get("trained_augmentations", {})
-    _defined_once(name, "augmentations", plain, "trained_augmentations", trained)
-    augmentations = {**plain, **trained}
+    _defined_once(name, "augmentations", params.augmentations, "trained_augmentations", params.trained_augmentations)
+    augmentations = {**params.augmentations, **params.trained_augmentations}
     if name not in augmentations:
         raise CoaugError(f"params: unknown augmentation '{name}' (defined: {', '.join(augmentations)})")
-    config = dict(augmentations[name])
-    _require(config, f"augmentation '{name}'", ("format", "doc_prompt", "query_prompt"))
-    config["policy"] = config.get("policy") or get(params, "policy.model")
-    return config
+    entry = augmentations[name]
+    return dataclasses.replace(entry, policy=entry.policy or params.policy.model)
 
 
 def _defined_once(name: str, first: str, first_items: dict, second: str, second_items: dict) -> None:
     # One definition per name: a stage's DVC params list only the section its item is in.
     if name in first_items and name in second_items:
         raise CoaugError(f"params: '{name}' is defined in both {first} and {second}: rename one of them")
-
-
-def _require(config: Any, where: str, keys: tuple[str, ...]) -> None:
-    if not isinstance(config, dict):
-        raise CoaugError(f"params: '{where}' must be a mapping")
-    for key in keys:
-        if key not in config:
-            raise CoaugError(f"params: missing key '{where}.{key}'")
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

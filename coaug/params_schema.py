@@ -2,9 +2,11 @@
 
 ``check`` runs once when params are loaded, before any stage does work, and fails with one line naming the
 file, line and key: an unknown key (with the nearest valid name), a wrong type, a value out of range. The
-values themselves live in params.yaml only, never here: DVC tracks params.yaml, so a default in the code would
-change results without DVC seeing it. The ``train`` section is typed by coaug.rl.config.TrainConfig, which
-also carries the paper's values; its keys are checked when a train variant is built.
+checked mapping then becomes a :class:`Params` (:func:`typed_params`), and each stage is handed the sections
+it reads. The values themselves live in params.yaml only, never here: DVC tracks params.yaml, so a default in
+the code would change results without DVC seeing it. The ``train`` section is typed by
+coaug.rl.config.TrainConfig, which also carries the paper's values; its keys are checked when a train variant
+is built.
 """
 
 from __future__ import annotations
@@ -192,6 +194,22 @@ class Params:
     search: Search = knob("`coaug search`")
     mlflow: Mlflow = knob("tracking")
     outputs: Outputs = knob("where stages write")
+
+
+def typed_params(checked: dict[str, Any]) -> Params:
+    """The mapping ``check`` passed, as a :class:`Params` of section instances. Values are kept as YAML wrote
+    them; ``train`` and ``train_variants`` stay mappings, which coaug.rl.config.TrainConfig types per variant."""
+    return _typed(checked, Params)
+
+
+def _typed(value: Any, hint: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        return hint(**{f.name: _typed(value[f.name], hints[f.name]) for f in dataclasses.fields(hint)})
+    item_hint = typing.get_args(hint)[1] if typing.get_origin(hint) is dict else None
+    if dataclasses.is_dataclass(item_hint):  # a section of named items, such as systems
+        return {key: _typed(item, item_hint) for key, item in value.items()}
+    return value
 
 
 def check(params: dict[str, Any], source: str, text: str) -> None:

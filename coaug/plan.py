@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from coaug import params as P
 from coaug.atomic_io import write_json
 from coaug.errors import CoaugError
+from coaug.params_schema import Dataset, Mlflow, Outputs
 
 DURATIONS_FILE = "stage_seconds.json"  # under outputs.reports_dir
 
@@ -87,28 +87,28 @@ def format_duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
 
 
-def durations_path(params: dict[str, Any]) -> Path:
-    return Path(P.get(params, "outputs.reports_dir")) / DURATIONS_FILE
+def durations_path(outputs: Outputs) -> Path:
+    return Path(outputs.reports_dir) / DURATIONS_FILE
 
 
-def read_durations(params: dict[str, Any]) -> tuple[dict[str, float], str]:
+def read_durations(outputs: Outputs) -> tuple[dict[str, float], str]:
     """(seconds per stage, the machine they were recorded on); empty when none were recorded."""
-    path = durations_path(params)
+    path = durations_path(outputs)
     if not path.is_file():
         return {}, f"no machine yet ({path} is written by `coaug plan --record` after a run)"
     recorded = json.loads(path.read_text())
     return recorded["stages"], recorded["machine"]
 
 
-def record_durations(params: dict[str, Any]) -> dict[str, float]:
+def record_durations(store: Mlflow, dataset: Dataset, outputs: Outputs) -> dict[str, float]:
     """Write the wall time of the longest finished MLflow run of every DVC stage (tag ``dvc_stage``) to
     ``stage_seconds.json``, with this machine's description. The longest, not the newest: a rerun that finds
     its caches warm (augmentations, embeddings) takes seconds where a fresh machine takes minutes."""
     from coaug.policy.precision import describe_machine
     from coaug.tracking import configure_mlflow
 
-    mlflow = configure_mlflow(params)
-    experiment = mlflow.get_experiment_by_name(P.get(params, "dataset.name"))
+    mlflow = configure_mlflow(store, dataset)
+    experiment = mlflow.get_experiment_by_name(dataset.name)
     runs = mlflow.MlflowClient().search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'",
                                              max_results=5000)  # fmt: skip
     seconds: dict[str, float] = {}
@@ -116,5 +116,5 @@ def record_durations(params: dict[str, Any]) -> dict[str, float]:
         stage = run.data.tags.get("dvc_stage")
         if stage and run.info.end_time:
             seconds[stage] = max(seconds.get(stage, 0.0), (run.info.end_time - run.info.start_time) / 1000)
-    write_json(durations_path(params), {"machine": describe_machine(), "stages": dict(sorted(seconds.items()))})
+    write_json(durations_path(outputs), {"machine": describe_machine(), "stages": dict(sorted(seconds.items()))})
     return seconds

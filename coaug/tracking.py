@@ -12,6 +12,8 @@ whose process on this host has died.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +27,7 @@ from typing import Any
 
 from coaug import params as P, runtime_env
 from coaug.locks import pid_alive
+from coaug.params_schema import Dataset, Mlflow, Params
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +46,28 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def dataset_checksum(params: dict[str, Any]) -> str:
-    stats = Path(P.get(params, "dataset.prepared_dir")) / "stats.json"
+def dataset_checksum(dataset: Dataset) -> str:
+    stats = Path(dataset.prepared_dir) / "stats.json"
     return json.loads(stats.read_text())["checksum"] if stats.is_file() else "unprepared"
 
 
-def configure_mlflow(params: dict[str, Any]):
+def params_hash(params: Params) -> str:
+    """A digest of every knob, tagged on registered policies: bookkeeping, like the other tags of this module."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def configure_mlflow(store: Mlflow, dataset: Dataset):
     """Point MLflow at the project's store and select the dataset's experiment."""
     runtime_env.configure()
     import mlflow
 
-    uri = P.get(params, "mlflow.tracking_uri")
+    uri = store.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    name = P.get(params, "dataset.name")
+    name = dataset.name
     if mlflow.get_experiment_by_name(name) is None:
-        artifacts = Path(P.get(params, "mlflow.artifact_root")).resolve() / name
+        artifacts = Path(store.artifact_root).resolve() / name
         mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(name)
     return mlflow
@@ -67,29 +75,30 @@ def configure_mlflow(params: dict[str, Any]):
 
 @contextlib.contextmanager
 def stage_run(
-    params: dict[str, Any], stage: str, logged_sections: list[str], extra_params: dict[str, Any] | None = None
+    params: Params, stage: str, logged_sections: list[str], extra_params: dict[str, Any] | None = None
 ) -> Iterator[Any]:
     """An MLflow run for one stage, with its params sections (and ``extra_params``) logged and the
     standard tags set. Runs of the experiment left RUNNING by a dead process are marked KILLED first, and
     SIGTERM or Ctrl-C ends this one KILLED."""
-    mlflow = configure_mlflow(params)
+    mlflow = configure_mlflow(params.mlflow, params.dataset)
     dvc_stage = os.environ.get("DVC_STAGE", stage)
     parent = os.environ.get(PARENT_RUN_ENV)
     tags = {
         "git_commit": git_commit(),
-        "dataset_checksum": dataset_checksum(params),
+        "dataset_checksum": dataset_checksum(params.dataset),
         "dvc_stage": dvc_stage,
         "coaug_stage": stage,
         **process_tags(),
     }
     if parent:
         tags["mlflow.parentRunId"] = parent
-    end_dead_runs(mlflow.MlflowClient(), mlflow.get_experiment_by_name(P.get(params, "dataset.name")).experiment_id)
+    end_dead_runs(mlflow.MlflowClient(), mlflow.get_experiment_by_name(params.dataset.name).experiment_id)
     with terminate_raises(), mlflow.start_run(run_name=dvc_stage, tags=tags):
         try:
+            sections = dataclasses.asdict(params)
             logged = {}
             for section in logged_sections:
-                logged.update(P.flatten({section: P.get(params, section)}))
+                logged.update(P.flatten({section: sections[section]}))
             logged.update(extra_params or {})
             mlflow.log_params({k: str(v)[:MAX_PARAM_CHARS] for k, v in logged.items()})
             yield mlflow

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from coaug import params as P
+from coaug.params_schema import Params
 from coaug.tracking import PARENT_RUN_ENV, configure_mlflow, git_commit, process_tags
 
 SQLITE_PREFIX = "sqlite:///"
@@ -23,17 +25,16 @@ class ParentRun:
         return {PARENT_RUN_ENV: self.run_id}
 
 
-def repo_params(repo: str | Path) -> dict:
+def repo_params(repo: str | Path) -> Params:
     """The project's params with its MLflow store paths made absolute: the flow process does not run from
     the project root, the stage processes do, and both must open the same store."""
     root = Path(repo).resolve()
     params = P.load_params(root / "params.yaml")
-    section = params["mlflow"]
-    uri = section["tracking_uri"]
+    uri = params.mlflow.tracking_uri
     if uri.startswith(SQLITE_PREFIX) and not Path(uri.removeprefix(SQLITE_PREFIX)).is_absolute():
-        section["tracking_uri"] = SQLITE_PREFIX + str(root / uri.removeprefix(SQLITE_PREFIX))
-    section["artifact_root"] = str(root / section["artifact_root"])
-    return params
+        uri = SQLITE_PREFIX + str(root / uri.removeprefix(SQLITE_PREFIX))
+    store = dataclasses.replace(params.mlflow, tracking_uri=uri, artifact_root=str(root / params.mlflow.artifact_root))
+    return dataclasses.replace(params, mlflow=store)
 
 
 @contextlib.contextmanager
@@ -42,13 +43,13 @@ def parent_run(repo: str | Path, run_name: str, tags: dict[str, str]) -> Iterato
     params = repo_params(repo)
     with contextlib.chdir(repo):  # git_commit() describes the project, not the flow's working directory
         commit = git_commit()
-    mlflow = configure_mlflow(params)
-    experiment = mlflow.get_experiment_by_name(P.get(params, "dataset.name"))
+    mlflow = configure_mlflow(params.mlflow, params.dataset)
+    experiment = mlflow.get_experiment_by_name(params.dataset.name)
     client = mlflow.MlflowClient()
     # Host and pid: a flow killed with -9 leaves its run RUNNING until the next stage start sees the pid gone.
     tags = {**tags, "git_commit": commit, **process_tags()}
     run = client.create_run(experiment.experiment_id, run_name=run_name, tags=tags)
-    ui = P.get(params, "mlflow.ui_url").rstrip("/")
+    ui = params.mlflow.ui_url.rstrip("/")
     status = "FAILED"
     try:
         yield ParentRun(run.info.run_id, f"{ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from coaug.params import load_params
 from flows.dvc_stages import run_stage, stage_order
 from flows.mlflow_parent import ParentRun, parent_run
 from flows.sharded_augment import augment_stage_shards
@@ -88,10 +89,7 @@ def evaluate_and_promote(repo: str = ".", retries: int = 1, retry_delay_seconds:
 
 
 def publish_results(repo: str, parent: ParentRun) -> None:
-    import yaml
-
-    params = yaml.safe_load((Path(repo) / "params.yaml").read_text())
-    reports = Path(repo) / params["outputs"]["reports_dir"]
+    reports = Path(repo) / load_params(Path(repo) / "params.yaml").outputs.reports_dir
     sections = [f"MLflow run: [{parent.run_id}]({parent.url})"]
     if (reports / "promotion.json").is_file():
         sections.append(f"**Promotion:** {json.loads((reports / 'promotion.json').read_text())['reason']}")

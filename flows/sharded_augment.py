@@ -121,14 +121,10 @@ def augment_stage_shards(repo: str, stage: str, params_file: str = "params.yaml"
     name = augmentation_name(stage)
     if name is None:
         return []
-    params = P.load_params(Path(repo) / params_file)
-    shards = P.get(params, "augment.shards")
-    if shards <= 1:
+    augment = P.load_params(Path(repo) / params_file).augment
+    if augment.shards <= 1:
         return []
-    return sharded_augment(
-        repo, name, shards, P.get(params, "augment.task_runner"), P.get(params, "augment.runner_address"), params_file,
-        log_dir,
-    )  # fmt: skip
+    return sharded_augment(repo, name, augment.shards, augment.task_runner, augment.runner_address, params_file, log_dir)
 
 
 def main() -> None:
@@ -140,11 +136,10 @@ def main() -> None:
     parser.add_argument("--task-runner", choices=TASK_RUNNERS, help="default: augment.task_runner")
     parser.add_argument("--address", help="Dask scheduler or Ray address (default: augment.runner_address)")
     args = parser.parse_args()
-    params = P.load_params(Path(args.repo) / args.params)
+    augment = P.load_params(Path(args.repo) / args.params).augment
     sharded_augment(
-        args.repo, args.name, args.shards or P.get(params, "augment.shards"),
-        args.task_runner or P.get(params, "augment.task_runner"), args.address or P.get(params, "augment.runner_address"),
-        args.params,
+        args.repo, args.name, args.shards or augment.shards, args.task_runner or augment.task_runner,
+        args.address or augment.runner_address, args.params,
     )  # fmt: skip
 
 

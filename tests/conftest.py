@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coaug import runtime_env
+from coaug.params_schema import Params
 
 runtime_env.configure()
 
@@ -45,3 +48,10 @@ def lock_waits(caplog):
     logging.getLogger("coaug.locks").addHandler(handler)
     yield waiting
     logging.getLogger("coaug.locks").removeHandler(handler)
+
+
+def edited(params: Params, section: str, **changes: Any) -> Params:
+    """``params`` with ``changes`` to one section: a typed one, or a mapping such as ``train``."""
+    value = getattr(params, section)
+    value = dataclasses.replace(value, **changes) if dataclasses.is_dataclass(value) else {**value, **changes}
+    return dataclasses.replace(params, **{section: value})

@@ -7,20 +7,21 @@ written with the evaluate stage's own writer, with chosen values, so that each t
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from coaug import params as P
 from coaug.augment.run import run_augmentation
 from coaug.evaluation.per_query_file import write_per_query
 from coaug.data.prepare import prepare
+from coaug.params_schema import Params
 from coaug.registry.register import register_policy
 from coaug.retrieval.retrievers import build_index
 from coaug.tracking import stage_run
 
-from .conftest import REPO, TINY_BEIR
+from .conftest import REPO, TINY_BEIR, edited
 from .tiny_models import build_tiny_word_llama
 
 MODEL = "coaug-policy"
@@ -32,7 +33,7 @@ BASELINE_SCORES = {"Q1": 0.5, "Q2": 0.25, "Q3": 0.75}
 V1_SCORES = {"Q1": 0.75, "Q2": 0.5, "Q3": 0.875}  # beats the baseline: Δ +0.2083, p 0.038
 
 
-def build_shared(root: Path) -> dict[str, Any]:
+def build_shared(root: Path) -> Params:
     """Data, two tiny policies, augmentations and indexes, shared read-only by every project of a module."""
     prepare(str(TINY_BEIR), None, ["train", "test"], 0, root / "data")
     policy = build_tiny_word_llama(root / "policy-a", seed=0)
@@ -48,37 +49,42 @@ def build_shared(root: Path) -> dict[str, Any]:
     )  # fmt: skip
     params["dense"]["cache_dir"] = str(root / "embeddings")
     params["outputs"]["indexes_dir"] = str(root / "indexes")
-    run_augmentation(params, "trained_sparse", root / "augmented" / "trained_sparse")
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params = load(root / "params.yaml")
+    run_augmentation(
+        "trained_sparse", P.augmentation(params, "trained_sparse"), root / "augmented" / "trained_sparse",
+        params.policy, params.generation, params.augment, params.dataset,
+    )  # fmt: skip
     for system in (SYSTEM, DENSE_SYSTEM):
-        build_index(params, system, root / "indexes" / system)
+        build_index(P.system(params, system), root / "indexes" / system, params.bm25, params.dense)
     return params
 
 
-def project_params(shared: dict[str, Any], root: Path) -> Path:
+def project_params(shared: Params, root: Path) -> Path:
     """A project over the shared data with its own MLflow store, metrics, reports and serving folder;
     returns its params file."""
-    params = copy.deepcopy(shared)
-    params["mlflow"].update(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns"))
-    params["outputs"].update(runs_dir=str(root / "runs"), metrics_dir=str(root / "metrics"), reports_dir=str(root / "reports"))
-    params["promotion"]["serving_dir"] = str(root / "serving")
+    params = edited(shared, "mlflow", tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns"))
+    params = edited(params, "outputs", runs_dir=str(root / "runs"), metrics_dir=str(root / "metrics"),
+                    reports_dir=str(root / "reports"))  # fmt: skip
+    params = edited(params, "promotion", serving_dir=str(root / "serving"))
     path = root / "params.yaml"
     save(params, path)
     return path
 
 
-def save(params: dict[str, Any], path: Path) -> None:
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+def save(params: Params, path: Path) -> None:
+    path.write_text(yaml.safe_dump(dataclasses.asdict(params), sort_keys=False))
 
 
-def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+def load(path: Path) -> Params:
+    return P.load_params(path)
 
 
-def write_scores(params: dict[str, Any], system: str, scores: dict[str, float]) -> None:
-    write_per_query(Path(params["outputs"]["metrics_dir"]) / f"{system}.perquery.tsv", {"NDCG@10": scores})
+def write_scores(params: Params, system: str, scores: dict[str, float]) -> None:
+    write_per_query(Path(params.outputs.metrics_dir) / f"{system}.perquery.tsv", {"NDCG@10": scores})
 
 
-def register(params: dict[str, Any], policy_dir: Path) -> str:
+def register(params: Params, policy_dir: Path) -> str:
     """Register ``policy_dir`` as the new @challenger, as the train stage does; returns its version."""
     with stage_run(params, "train", []) as mlflow:
         return register_policy(mlflow, policy_dir, MODEL, {})

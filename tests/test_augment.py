@@ -16,11 +16,12 @@ import pytest
 import yaml
 
 from coaug.augment import run as augment
+from coaug import params as P
 from coaug.augment.run import run_augmentation
 from coaug.augment.files import read_augmentations
 from coaug.cli import main
 
-from .augment_project import cache_lines, make_project, read_params
+from .augment_project import cache_lines, make_project
 
 
 @pytest.fixture
@@ -114,14 +115,21 @@ def test_kill_9_mid_run_then_rerun_completes_every_id_exactly_once(project):
 def test_two_concurrent_runs_generate_each_text_once(project, monkeypatch, lock_waits, caplog):
     """The second run waits for the first (the cache's lock), then finds every text cached."""
     root = project(docs=5, max_new_tokens=4, batch_size=2)
-    params, out_dir = read_params(root), root / "augmented" / "doc2query"
+    params, out_dir = P.load_params(root / "params.yaml"), root / "augmented" / "doc2query"
+
+    def augment_docs() -> dict:
+        return run_augmentation(
+            "doc2query", P.augmentation(params, "doc2query"), out_dir, params.policy, params.generation, params.augment,
+            params.dataset,
+        )  # fmt: skip
+
     generated: list[str] = []  # the desc of each text generated, by either run
     second_run: dict = {}
     second_blocked_or_done = lock_waits  # also set when the second run returns, should it not wait
 
     def run_second() -> None:
         try:
-            second_run["stats"] = run_augmentation(params, "doc2query", out_dir)
+            second_run["stats"] = augment_docs()
         finally:
             second_blocked_or_done.set()
 
@@ -138,7 +146,7 @@ def test_two_concurrent_runs_generate_each_text_once(project, monkeypatch, lock_
 
     monkeypatch.setattr(augment, "generate_batches", generate)
     caplog.set_level(logging.INFO, logger="coaug")
-    first = run_augmentation(params, "doc2query", out_dir)
+    first = augment_docs()
     second.join()
 
     assert generated == ["doc2query docs"] * 5

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
-import yaml
 
 import coaug.policy.generation
 from coaug.augment.run import generation_backend, generation_params
 from coaug.cli import main
 from coaug.errors import CoaugError
+from coaug.params import load_params
 from coaug.policy.generation import GenerationParams
 from coaug.policy.generation_vllm import sampling_settings
 
@@ -21,14 +22,11 @@ NO_VLLM = "generation.backend 'vllm' needs `pip install vllm` and a GPU"
 
 
 def test_backend_stays_out_of_the_decoding_params():
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert params["generation"]["backend"] == "transformers"
+    generation = load_params(REPO / "params.yaml").generation
+    assert generation.backend == "transformers"
     expected = GenerationParams(max_new_tokens=24, repetition_penalty=1.2, do_sample=False)
-    assert generation_params(params) == expected
-    params["generation"]["backend"] = "vllm"
-    assert generation_params(params) == expected
-    del params["generation"]["backend"]
-    assert generation_params(params) == expected
+    assert generation_params(generation) == expected
+    assert generation_params(dataclasses.replace(generation, backend="vllm")) == expected
 
 
 def test_transformers_backend_is_the_generation_engine():

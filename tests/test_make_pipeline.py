@@ -1,4 +1,5 @@
-"""The README's main command, `make pipeline`, from a clean shell: no venv on PATH, every stage completes.
+"""The README's main command, `make pipeline`, from a clean shell: no venv on PATH, every stage completes,
+and with a DVC remote its results travel to a fresh clone.
 
 DVC runs each stage's ``coaug ...`` command through the caller's PATH, so a shell without the venv
 activated used to fail at the first stage (``coaug: command not found``). The Makefile of this checkout
@@ -10,7 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import REPO, TINY_BEIR
@@ -18,15 +21,41 @@ from .test_flow import EXPECTED_ORDER
 from .tiny_project import make_project
 
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
+UP_TO_DATE = "dvc repro: every stage is up to date, nothing to run\n"
+# What a user keeps out of git: caches, the MLflow store, training checkpoints.
+GITIGNORE = ".cache/\nmlruns/\nprefect-home/\ncheckpoints/\nlogs/\ntiny-policy/\n"
 
 
-def test_make_pipeline_runs_every_stage_without_an_activated_venv(tmp_path):
-    project = make_project(tmp_path / "project", TINY_BEIR)
-    environment = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": CLEAN_PATH, "LANG": "C.UTF-8"}
-    assert subprocess.run(["bash", "-c", "command -v coaug dvc"], env=environment, capture_output=True).returncode != 0
+def clean_environment(home: Path) -> dict[str, str]:
+    return {"HOME": os.environ.get("HOME", str(home)), "PATH": CLEAN_PATH, "LANG": "C.UTF-8"}
 
-    done = subprocess.run(["make", "-f", str(REPO / "Makefile"), "pipeline"], cwd=project, env=environment,
+
+def make_pipeline(project: Path, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-f", str(REPO / "Makefile"), "pipeline"], cwd=project, env=environment,
                           capture_output=True, text=True)  # fmt: skip
+
+
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.email=t@localhost", "-c", "user.name=t", *args], cwd=project, check=True,
+                   capture_output=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    """A tiny project with a local-directory DVC remote, after one `make pipeline` in a clean shell."""
+    root = tmp_path_factory.mktemp("make_pipeline")
+    project = make_project(root / "project", TINY_BEIR)
+    (project / ".gitignore").write_text(GITIGNORE)
+    subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "-q", "-d", "shared", str(root / "remote")],
+                   cwd=project, check=True)  # fmt: skip
+    environment = clean_environment(root)
+    assert subprocess.run(["bash", "-c", "command -v coaug dvc"], env=environment, capture_output=True).returncode != 0
+    done = make_pipeline(project, environment)
+    return root, project, environment, done
+
+
+def test_make_pipeline_runs_every_stage_without_an_activated_venv(pushed):
+    _, project, _, done = pushed
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # `coaug plan` said up front what would run (no durations recorded in the tiny project).
@@ -36,4 +65,27 @@ def test_make_pipeline_runs_every_stage_without_an_activated_venv(tmp_path):
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=project, capture_output=True, text=True)
     assert "up to date" in status.stdout
     plan = subprocess.run([sys.executable, "-m", "coaug.cli", "plan"], cwd=project, capture_output=True, text=True)
-    assert plan.stdout == "dvc repro: every stage is up to date, nothing to run\n"
+    assert plan.stdout == UP_TO_DATE
+
+
+def test_a_fresh_clone_pulls_the_results_and_reproduces_nothing(pushed):
+    root, project, environment, done = pushed
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "tiny pipeline run")
+    git(root, "clone", "-q", str(project), "clone")
+    clone = root / "clone"
+    assert not (clone / "models" / "coaug").exists()
+
+    again = make_pipeline(clone, environment)
+
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert UP_TO_DATE in again.stdout
+    assert "Running stage" not in again.stdout
+    # The trained policy and the served bundle arrived with the pull, byte for byte.
+    for folder in ("models/coaug", "serving", "data/tiny", "metrics"):
+        assert tree(clone / folder) == tree(project / folder), folder
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}

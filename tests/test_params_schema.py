@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import yaml
 
 from coaug.errors import CoaugError
 from coaug.params import load_params
+from coaug.params_schema import Augmentation, Bm25, System
 
 from .conftest import REPO
 
@@ -17,8 +21,14 @@ def line_of(text: str) -> int:
     return index + 1
 
 
-def test_the_committed_params_pass():
-    assert list(load_params(REPO / "params.yaml"))[:3] == ["dataset", "bm25", "dense"]
+def test_the_committed_params_pass_and_load_as_typed_sections():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params.bm25, Bm25) and params.bm25.k1 == 0.9
+    assert isinstance(params.systems["bm25_flat"], System)
+    assert isinstance(params.trained_augmentations["trained_sparse"], Augmentation)
+    assert params.train["steps"] == 30  # a mapping: coaug.rl.config.TrainConfig types it per variant
+    # Every value of the file and nothing else, as YAML reads it: no default was added on the way.
+    assert dataclasses.asdict(params) == yaml.safe_load(PARAMS_TEXT)
 
 
 @pytest.mark.parametrize(

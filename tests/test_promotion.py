@@ -6,14 +6,19 @@ boundary can be hit exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from coaug.errors import CoaugError
+from coaug.params import load_params
+from coaug.params_schema import Promotion
 from coaug.registry.promotion_rule import Champion, Decision, Rule, decide, rule_from_params
 from coaug.evaluation.significance import paired_ttest
+
+from .conftest import REPO
 
 QIDS = ["q1", "q2", "q3", "q4"]
 BASELINE = dict(zip(QIDS, [0.25, 0.125, 0.5, 0.25]))  # mean 0.28125
@@ -102,20 +107,35 @@ def test_one_query_is_too_few_for_a_paired_test():
         decide({"q1": 0.5}, {"q1": 0.25}, None, "bm25_flat", Rule(0.005, 0.05))
 
 
+def promotion(**rule) -> Promotion:
+    return dataclasses.replace(load_params(REPO / "params.yaml").promotion, **rule)
+
+
 @pytest.mark.parametrize(
-    ("section", "message"),
+    ("rule", "message"),
     [
         ({"min_delta": -0.1, "max_p_value": 0.05}, "params: promotion.min_delta must be a number >= 0, got -0.1"),
         ({"min_delta": 0.005, "max_p_value": 0}, "params: promotion.max_p_value must be a number in (0, 1], got 0"),
         ({"min_delta": 0.005, "max_p_value": "0.05"}, "params: promotion.max_p_value must be a number in (0, 1], got '0.05'"),
-        ({"max_p_value": 0.05}, "params: missing key 'promotion.min_delta'"),
     ],
 )
-def test_rule_params_are_validated(section, message):
+def test_rule_params_are_validated(rule, message):
     with pytest.raises(CoaugError) as error:
-        rule_from_params({"promotion": section})
+        rule_from_params(promotion(**rule))
     assert str(error.value) == message
 
 
+def test_a_missing_rule_param_fails_when_params_are_loaded(tmp_path):
+    lines = (REPO / "params.yaml").read_text().splitlines()
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(line for line in lines if not line.startswith("  min_delta:")))
+    with pytest.raises(CoaugError) as error:
+        load_params(path)
+    promotion_line = lines.index("promotion:") + 1
+    assert str(error.value) == (
+        f"{path}:{promotion_line}: promotion.min_delta: missing (smallest NDCG@10 gain worth a change of the served model)"
+    )
+
+
 def test_rule_from_params_reads_the_defaults():
-    assert rule_from_params({"promotion": {"min_delta": 0.005, "max_p_value": 0.05}}) == Rule(0.005, 0.05)
+    assert rule_from_params(promotion(min_delta=0.005, max_p_value=0.05)) == Rule(0.005, 0.05)

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from coaug.params_schema import Params, typed_params
 from coaug.registry.register import CHALLENGER, DIGEST_TAG, folder_sha256, register_policy
 from coaug.tracking import configure_mlflow, stage_run
 
@@ -22,7 +23,7 @@ class Killed(BaseException):
 
 
 @pytest.fixture
-def params(tmp_path) -> dict:
+def params(tmp_path) -> Params:
     """Params with a private MLflow store; the process-wide tracking URI is restored afterwards."""
     import mlflow
 
@@ -30,17 +31,17 @@ def params(tmp_path) -> dict:
     params["dataset"].update(name="tiny", prepared_dir=str(tmp_path / "data"))
     params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
     previous = mlflow.get_tracking_uri()
-    yield params
+    yield typed_params(params)
     mlflow.set_tracking_uri(previous)
 
 
-def register(params: dict, policy_dir) -> str:
+def register(params: Params, policy_dir) -> str:
     with stage_run(params, "train", []) as mlflow:
         return register_policy(mlflow, policy_dir, MODEL, TAGS)
 
 
-def versions(params: dict) -> dict[str, dict[str, str]]:
-    client = configure_mlflow(params).MlflowClient()
+def versions(params: Params) -> dict[str, dict[str, str]]:
+    client = configure_mlflow(params.mlflow, params.dataset).MlflowClient()
     return {str(v.version): v.tags for v in client.search_model_versions(f"name = '{MODEL}'")}
 
 
@@ -58,7 +59,7 @@ def test_a_rerun_after_a_kill_before_the_alias_finishes_the_version(params, tmp_
     assert versions(params) == {"1": expected_tags}  # created with its tags; only the alias is missing
 
     assert register(params, policy) == "1"
-    client = configure_mlflow(params).MlflowClient()
+    client = configure_mlflow(params.mlflow, params.dataset).MlflowClient()
     assert versions(params) == {"1": expected_tags}
     assert str(client.get_model_version_by_alias(MODEL, CHALLENGER).version) == "1"
 

@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from coaug import params as P
 from coaug.cli import main
-from coaug.evaluation.report import comparisons_table, markdown_table, policy_block, write_report
+from coaug.evaluation import report
+from coaug.evaluation.report import comparisons_table, markdown_table, policy_block
 from coaug.evaluation.significance import holm_adjust
+from coaug.params_schema import typed_params
 
 from .conftest import REPO
 
@@ -41,6 +44,11 @@ def write_metrics(params: dict, name: str, values: dict[str, float], labels: dic
     summary = {**identity, "queries": len(values), "NDCG@10": sum(values.values()) / len(values)}
     (folder / f"{name}.json").write_text(json.dumps(summary))
     (folder / f"{name}.perquery.tsv").write_text("query_id\tNDCG@10\n" + "".join(f"{q}\t{v}\n" for q, v in values.items()))
+
+
+def write_report(params: dict, systems: list[str]):
+    typed = typed_params(params)
+    return report.write_report(systems, typed.evaluation, typed.outputs, typed.dataset)
 
 
 def scores(*values: float) -> dict[str, float]:
@@ -184,9 +192,13 @@ def test_evaluate_labels_its_metrics_with_the_dataset_and_split_and_the_report_a
     params["systems"]["bm25_flat"].update(corpus=str(prepared / "corpus.jsonl"), queries=str(prepared / "queries.jsonl"))
     # The retriever is not under test here: Q1 and Q2 ranked perfectly, Q3 unanswered.
     run = {"Q1": [("D5", 2.0), ("D1", 1.0)], "Q2": [("D2", 1.0)], "Q3": []}
-    monkeypatch.setattr(evaluation, "retrieve", lambda params, system, index, queries: run)
+    monkeypatch.setattr(evaluation, "retrieve", lambda system, index, queries, retrieval, bm25, dense: run)
     metrics, per_query = tmp_path / "metrics" / "bm25_flat.json", tmp_path / "metrics" / "bm25_flat.perquery.tsv"
-    evaluation.evaluate_system(params, "bm25_flat", tmp_path / "index", tmp_path / "run.trec", metrics, per_query)
+    typed = typed_params(params)
+    evaluation.evaluate_system(
+        "bm25_flat", P.system(typed, "bm25_flat"), tmp_path / "index", tmp_path / "run.trec", metrics, per_query,
+        typed.dataset, typed.evaluation, typed.retrieval, typed.bm25, typed.dense,
+    )  # fmt: skip
     # The keys DVC shows as metrics are kept; the identity is added beside them.
     assert json.loads(metrics.read_text()) == {
         "system": "bm25_flat", "split": "test", "dataset_checksum": stats["checksum"], "queries": 3,

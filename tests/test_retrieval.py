@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from coaug import params as P
 from coaug.retrieval import dense
 from coaug.errors import CoaugError
 from coaug.params import load_params
-from coaug.retrieval.retrievers import build_index, retrieve
+from coaug.params_schema import System
+from coaug.retrieval import retrievers
 
-from .conftest import REPO, TINY_BEIR
+from .conftest import REPO, TINY_BEIR, edited
 
 QUERIES = {"Q1": "breast cancer cholesterol", "Q2": "vitamin D bone density", "D4": "asthma children"}
 
@@ -17,13 +19,18 @@ QUERIES = {"Q1": "breast cancer cholesterol", "Q2": "vitamin D bone density", "D
 @pytest.fixture
 def params(tmp_path):
     params = load_params(REPO / "params.yaml")
-    params["systems"] = {
-        name: {"retriever": name, "corpus": str(TINY_BEIR / "corpus.jsonl"), "queries": str(TINY_BEIR / "queries.jsonl")}
-        for name in ("bm25_flat", "bm25_multifield", "dense")
-    }
-    params["dense"]["cache_dir"] = str(tmp_path / "embeddings")
-    params["retrieval"]["hits"] = 3
-    return params
+    systems = {name: System(name, str(TINY_BEIR / "corpus.jsonl"), str(TINY_BEIR / "queries.jsonl"))
+               for name in ("bm25_flat", "bm25_multifield", "dense")}  # fmt: skip
+    params = edited(params, "dense", cache_dir=str(tmp_path / "embeddings"))
+    return edited(edited(params, "retrieval", hits=3), "systems", **systems)
+
+
+def build_index(params, system, index_dir):
+    return retrievers.build_index(P.system(params, system), index_dir, params.bm25, params.dense)
+
+
+def retrieve(params, system, index_dir, queries):
+    return retrievers.retrieve(P.system(params, system), index_dir, queries, params.retrieval, params.bm25, params.dense)
 
 
 def ranking(run, qid):
@@ -43,7 +50,7 @@ def test_self_hits_are_removed(params, tmp_path):
     build_index(params, "bm25_flat", tmp_path / "flat")
     # The query id D4 equals the id of the only matching document: BEIR drops that hit.
     assert ranking(retrieve(params, "bm25_flat", tmp_path / "flat", QUERIES), "D4") == []
-    params["retrieval"]["remove_self_hits"] = False
+    params = edited(params, "retrieval", remove_self_hits=False)
     assert ranking(retrieve(params, "bm25_flat", tmp_path / "flat", QUERIES), "D4") == ["D4"]
 
 
@@ -51,7 +58,7 @@ def test_bm25_multifield_weights_the_title(params, tmp_path):
     build_index(params, "bm25_multifield", tmp_path / "multi")
     run = retrieve(params, "bm25_multifield", tmp_path / "multi", {"q": "green tea"})
     assert ranking(run, "q") == ["D3"]
-    params["bm25"]["multifield_weights"] = {"title": 1.0}
+    params = edited(params, "bm25", multifield_weights={"title": 1.0})
     # "cholesterol" is in D3's text only and in D5's title: a title-only search finds D5 alone.
     run = retrieve(params, "bm25_multifield", tmp_path / "multi", {"q": "cholesterol"})
     assert ranking(run, "q") == ["D5"]
@@ -82,11 +89,10 @@ def test_unknown_encoder_package():
 @pytest.mark.parametrize(("lookup", "sections"), [("system", ("systems", "augmented_systems")),
                                                   ("augmentation", ("augmentations", "trained_augmentations"))])  # fmt: skip
 def test_a_name_defined_in_two_sections_is_one_clear_error(lookup, sections):
-    from coaug import params as P
-
     params = load_params(REPO / "params.yaml")
-    name = next(iter(params[sections[0]]))
-    params[sections[1]][name] = params[sections[0]][name]
+    first = getattr(params, sections[0])
+    name = next(iter(first))
+    params = edited(params, sections[1], **{name: first[name]})
     with pytest.raises(CoaugError) as raised:
         getattr(P, lookup)(params, name)
     assert str(raised.value) == f"params: '{name}' is defined in both {sections[0]} and {sections[1]}: rename one of them"

@@ -13,6 +13,7 @@ from coaug.data.beir import read_corpus
 from coaug.cli import main
 from coaug.retrieval.retrievers import retrieve, system_queries
 
+from .conftest import edited
 from .served_project import (
     BASELINE, BASELINE_SCORES, DENSE_SYSTEM, MODEL, SYSTEM, V1_SCORES, build_shared, load, project_params, register,
     save, write_scores,
@@ -32,7 +33,7 @@ def served(tmp_path_factory):
     params = load(path)
     write_scores(params, BASELINE, BASELINE_SCORES)
     write_scores(params, SYSTEM, V1_SCORES)
-    policies = Path(params["policy"]["model"]).parent
+    policies = Path(params.policy.model).parent
     assert register(params, policies / "policy-a") == "1"
     assert main(["--params", str(path), "promote"]) == 0
     assert register(params, policies / "policy-b") == "2"
@@ -42,13 +43,14 @@ def served(tmp_path_factory):
 
 def evaluated(params, system: str, qid: str) -> tuple[str, list[tuple[str, float]]]:
     """The query text and ranking the evaluate stage gets for ``qid`` on ``system``'s index."""
-    queries = system_queries(P.system(params, system), [qid])
-    index = Path(params["outputs"]["indexes_dir"]) / system
-    return queries[qid], retrieve(params, system, index, queries)[qid]
+    recipe = P.system(params, system)
+    queries = system_queries(recipe, [qid])
+    index = Path(params.outputs.indexes_dir) / system
+    return queries[qid], retrieve(recipe, index, queries, params.retrieval, params.bm25, params.dense)[qid]
 
 
 def titles(params) -> dict[str, str]:
-    corpus = read_corpus(Path(params["dataset"]["prepared_dir"]) / "corpus.jsonl")
+    corpus = read_corpus(Path(params.dataset.prepared_dir) / "corpus.jsonl")
     return {doc_id: doc["title"] for doc_id, doc in corpus.items()}
 
 
@@ -79,7 +81,7 @@ def test_search_prints_the_served_systems_ranking_with_titles(served, capsys):
 
 def test_json_gives_one_object_per_query_with_the_champions_augmentation(served, capsys):
     params = load(served)
-    augmentations = read_augmentations(Path(params["augment"]["out_dir"]) / "trained_sparse" / "queries.jsonl")
+    augmentations = read_augmentations(Path(params.augment.out_dir) / "trained_sparse" / "queries.jsonl")
     expected = {qid: evaluated(params, SYSTEM, qid)[1][:2] for qid in ("Q1", "Q2")}
     capsys.readouterr()
     assert search(served, "breast cancer cholesterol", "vitamin D bone density", "--k", "2", "--json") == 0
@@ -112,7 +114,7 @@ def test_unknown_alias_lists_the_existing_ones(served, capsys):
 
 
 def test_an_alias_on_another_version_than_the_served_one_is_refused(served, capsys):
-    serving = load(served)["promotion"]["serving_dir"]
+    serving = load(served).promotion.serving_dir
     assert search(served, "asthma", "--alias", "challenger") == 2
     assert error_line(capsys) == (
         f"coaug search: error: @challenger of '{MODEL}' is v2 but {serving} serves v1: re-run `coaug promote`"
@@ -121,7 +123,7 @@ def test_an_alias_on_another_version_than_the_served_one_is_refused(served, caps
 
 def test_nothing_served_is_one_clear_error(served, tmp_path, capsys):
     params = load(served)
-    params["promotion"]["serving_dir"] = str(tmp_path / "serving")
+    params = edited(params, "promotion", serving_dir=str(tmp_path / "serving"))
     save(params, tmp_path / "params.yaml")
     assert search(tmp_path / "params.yaml", "asthma") == 2
     assert error_line(capsys) == (
@@ -131,7 +133,7 @@ def test_nothing_served_is_one_clear_error(served, tmp_path, capsys):
 
 def test_an_empty_registry_is_one_clear_error(served, tmp_path, capsys):
     params = load(served)
-    params["mlflow"]["tracking_uri"] = f"sqlite:///{tmp_path}/empty.db"
+    params = edited(params, "mlflow", tracking_uri=f"sqlite:///{tmp_path}/empty.db")
     save(params, tmp_path / "params.yaml")
     assert search(tmp_path / "params.yaml", "asthma") == 2
     assert error_line(capsys) == (

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from coaug.params import load_params
+from coaug.params_schema import Params
 from coaug.tracking import configure_mlflow, stage_run
 
 from .conftest import REPO
@@ -20,17 +22,17 @@ from .conftest import REPO
 # Opens a stage run from the params file argv[1], prints its id and blocks until it is signalled.
 STAGE_PROCESS = """
 import sys
-import yaml
+from coaug.params import load_params
 from coaug.tracking import stage_run
 
-with stage_run(yaml.safe_load(open(sys.argv[1])), "augment", []) as mlflow:
+with stage_run(load_params(sys.argv[1]), "augment", []) as mlflow:
     print(mlflow.active_run().info.run_id, flush=True)
     sys.stdin.read()
 """
 
 
 @pytest.fixture
-def params(tmp_path) -> dict:
+def params(tmp_path) -> Params:
     """Params with a private MLflow store; the process-wide tracking URI is restored afterwards."""
     import mlflow
 
@@ -39,7 +41,7 @@ def params(tmp_path) -> dict:
     params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     previous = mlflow.get_tracking_uri()
-    yield params
+    yield load_params(tmp_path / "params.yaml")
     mlflow.set_tracking_uri(previous)
 
 
@@ -53,8 +55,8 @@ def stage_process(params_file: Path) -> tuple[subprocess.Popen, str]:
     return process, process.stdout.readline().strip()
 
 
-def status(params: dict, run_id: str) -> str:
-    return configure_mlflow(params).MlflowClient().get_run(run_id).info.status
+def status(params: Params, run_id: str) -> str:
+    return configure_mlflow(params.mlflow, params.dataset).MlflowClient().get_run(run_id).info.status
 
 
 def test_a_run_killed_with_9_is_marked_killed_at_the_next_stage_start(params, tmp_path):
@@ -64,7 +66,7 @@ def test_a_run_killed_with_9_is_marked_killed_at_the_next_stage_start(params, tm
     assert status(params, killed) == "RUNNING"  # kill -9 ends nothing
 
     # Runs still RUNNING that must be left so: a live process here, and a process on another machine.
-    client = configure_mlflow(params).MlflowClient()
+    client = configure_mlflow(params.mlflow, params.dataset).MlflowClient()
     experiment = client.get_experiment_by_name("tiny").experiment_id
     alive = client.create_run(experiment, tags={"host": socket.gethostname(), "pid": str(os.getppid())}).info.run_id
     elsewhere = client.create_run(experiment, tags={"host": "another-host", "pid": "999999999"}).info.run_id

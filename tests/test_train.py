@@ -3,6 +3,7 @@ only under the settings the checkpoint was trained with."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -15,7 +16,8 @@ from safetensors.torch import load_file
 
 from coaug.rl.checkpoint import all_checkpoints, load_state
 from coaug.errors import CoaugError
-from coaug.rl.config import train_config
+from coaug.params_schema import typed_params
+from coaug.rl import config as train_settings
 from coaug.rl.trainer import shuffled_within_roles
 from coaug.rl import run as train
 
@@ -53,7 +55,28 @@ def params(tmp_path):
 
 
 def run_training(params, log_step, log_samples, variant="coaug"):
-    return train.run_training(params, variant, log_step, log_samples)
+    typed = typed_params(params)
+    config, outputs = train_config(params, variant), train_settings.variant_outputs(typed.train_outputs, variant)
+    return train.run_training(
+        variant, config, outputs, typed.dataset, typed.policy, typed.augment, typed.dense, log_step, log_samples
+    )
+
+
+def run_validation(params, variant, policy):
+    typed = typed_params(params)
+    config = dataclasses.replace(train_config(params, variant), policy=policy)
+    return train.run_validation(config, typed.dataset, typed.policy, typed.augment, typed.dense)
+
+
+def train_config(params, variant):
+    return train_settings.train_config(typed_params(params), variant)
+
+
+def mlflow_client(params):
+    from coaug.tracking import configure_mlflow
+
+    typed = typed_params(params)
+    return configure_mlflow(typed.mlflow, typed.dataset).MlflowClient()
 
 
 def weights(folder):
@@ -147,14 +170,12 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
     from coaug.cli import main
     from coaug.policy.model import load_policy
     from coaug.registry.register import folder_sha256
-    from coaug.tracking import configure_mlflow
 
     params["train"].update(steps=1, eval_every=1)
     tiny_project(params, tmp_path, monkeypatch)
     assert main(["train"]) == 0
 
-    mlflow = configure_mlflow(params)
-    client = mlflow.MlflowClient()
+    client = mlflow_client(params)
     version = client.get_model_version_by_alias("coaug-policy", "challenger")
     assert str(version.version) == "1"
     assert set(version.tags) == {"git_commit", "dataset_checksum", "params_hash", "policy_sha256"}
@@ -177,7 +198,6 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
 
 def test_train_command_fails_and_registers_nothing_when_no_update_was_applied(params, tmp_path, monkeypatch, capsys):
     from coaug.cli import main
-    from coaug.tracking import configure_mlflow
 
     # One rollout per text: a lone rollout has no baseline, so every advantage is 0 and every update skipped.
     params["train"]["rollouts"] = 1
@@ -189,7 +209,7 @@ def test_train_command_fails_and_registers_nothing_when_no_update_was_applied(pa
         "coaug train: error: no optimizer step was applied in 2 training steps (2 updates skipped with every "
         "advantage 0): the policy is unchanged and not registered"
     ]
-    client = configure_mlflow(params).MlflowClient()
+    client = mlflow_client(params)
     assert client.search_model_versions("name='coaug-policy'") == []
     [run] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert run.info.status == "FAILED"
@@ -235,8 +255,8 @@ def test_validation_scores_the_untrained_policy_at_step_0_and_any_policy_alike(p
     assert summary["val_ndcg_step0"] == summary["val_ndcg_first_quarter"] == logged[0]["val_ndcg_in_batch"]
     assert summary["val_ndcg_last_quarter"] == logged[2]["val_ndcg_in_batch"]
     # The same numbers for the starting and the saved policy, scored outside training (`coaug validate`).
-    untrained = train.run_validation(params, "coaug", str(tmp_path / "tiny"))
-    trained = train.run_validation(params, "coaug", str(tmp_path / "models" / "coaug"))
+    untrained = run_validation(params, "coaug", str(tmp_path / "tiny"))
+    trained = run_validation(params, "coaug", str(tmp_path / "models" / "coaug"))
     assert untrained["val_ndcg_in_batch"] == logged[0]["val_ndcg_in_batch"]
     assert trained["val_ndcg_in_batch"] == logged[2]["val_ndcg_in_batch"]
     assert sorted(trained["per_query"]) == ["Q1", "Q2", "Q3"]
@@ -295,7 +315,6 @@ def test_a_variant_overrides_train_and_unknown_names_fail(params):
 
 def test_validate_command_scores_a_registered_version_and_logs_it(params, tmp_path, monkeypatch, capsys):
     from coaug.cli import main
-    from coaug.tracking import configure_mlflow
 
     params["train"].update(steps=1, eval_every=1)
     tiny_project(params, tmp_path, monkeypatch)
@@ -307,7 +326,7 @@ def test_validate_command_scores_a_registered_version_and_logs_it(params, tmp_pa
     # The registered version is the trained policy: its score is the one training logged after its last step.
     assert printed["val_ndcg_in_batch"] == pytest.approx(trained["val_ndcg_last_quarter"], abs=1e-12)
     assert sorted(printed["per_query"]) == ["Q1", "Q2", "Q3"]
-    client = configure_mlflow(params).MlflowClient()
+    client = mlflow_client(params)
     [run] = [r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
              if r.data.tags["coaug_stage"] == "validate"]  # fmt: skip
     assert run.data.params["policy"] == "models:/coaug-policy@challenger"

@@ -10,7 +10,6 @@ where it stopped: nothing is lost, duplicated or generated twice. The outputs ar
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coaug import params as P
 from coaug.atomic_io import atomic_directory, write_json
 from coaug.augment.cache import AugmentCache, cache_key
 from coaug.augment.shards import ShardCache, absorb_shards, shard_cache_path, shard_ids
@@ -27,6 +25,7 @@ from coaug.data.beir import read_corpus, read_qrels, read_queries
 from coaug.errors import CoaugError
 from coaug.policy.generation import Completion, GenerationParams, generate_batches
 from coaug.locks import locked
+from coaug.params_schema import Augment, Augmentation, Dataset, Generation, Policy as PolicySection
 from coaug.policy.parsing import parse_response
 from coaug.policy.model import Policy, load_policy
 from coaug.policy.quantize import quantized
@@ -80,12 +79,13 @@ def decoding_key(generation: GenerationParams, backend: str) -> dict[str, Any]:
     return {**dataclasses.asdict(generation), "backend": backend}
 
 
-def generation_params(params: dict[str, Any]) -> GenerationParams:
+def generation_params(generation: Generation) -> GenerationParams:
     """Inference decoding from params.yaml ``generation`` (greedy by default, METHOD §7); ``backend`` is
     read apart (:func:`generation_backend`)."""
-    section = P.get(params, "generation")
-    fields = {f.name for f in dataclasses.fields(GenerationParams)}
-    return GenerationParams(**{k: v for k, v in section.items() if k in fields})
+    return GenerationParams(
+        max_new_tokens=generation.max_new_tokens, repetition_penalty=generation.repetition_penalty,
+        do_sample=generation.do_sample,
+    )  # fmt: skip
 
 
 def generation_backend(name: str, quantize: str) -> Generate:
@@ -106,74 +106,76 @@ def generation_backend(name: str, quantize: str) -> Generate:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What an augmentation run reads: its config, the policy and the user text of each side (id -> text)."""
+    """What an augmentation run reads: its entry, the policy and the user text of each side (id -> text)."""
 
-    config: dict[str, Any]
+    augmentation: Augmentation
     policy: Policy
     texts: dict[str, dict[str, str]]
 
-    def cache_path(self, params: dict[str, Any]) -> Path:
-        return Path(P.get(params, "augment.cache_dir")) / f"{self.policy.fingerprint}.jsonl"
+    def cache_path(self, cache_dir: str) -> Path:
+        return Path(cache_dir) / f"{self.policy.fingerprint}.jsonl"
 
 
-def load_inputs(params: dict[str, Any], name: str) -> Inputs:
-    config = P.augmentation(params, name)
-    prepared = Path(P.get(params, "dataset.prepared_dir"))
-    policy = load_policy(config["policy"], P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
-    policy = quantized(policy, P.get(params, "policy.quantize"))
+def load_inputs(augmentation: Augmentation, policy_params: PolicySection, augment: Augment, dataset: Dataset) -> Inputs:
+    prepared = Path(dataset.prepared_dir)
+    policy = load_policy(augmentation.policy, policy_params.cache_dir, policy_params.dtype)
+    policy = quantized(policy, policy_params.quantize)
     texts: dict[str, dict[str, str]] = {"doc": {}, "query": {}}
-    if config["doc_prompt"]:
-        budget = P.get(params, "augment.doc_max_tokens")
+    if augmentation.doc_prompt:
+        budget = augment.doc_max_tokens
         corpus = read_corpus(prepared / "corpus.jsonl")
         texts["doc"] = {i: document_input(policy.tokenizer, d["title"], d["text"], budget) for i, d in corpus.items()}
-    if config["query_prompt"]:
-        qrels = read_qrels(prepared / "qrels" / f"{P.get(params, 'dataset.eval_split')}.tsv")
+    if augmentation.query_prompt:
+        qrels = read_qrels(prepared / "qrels" / f"{dataset.eval_split}.tsv")
         queries = read_queries(prepared / "queries.jsonl")
         texts["query"] = {qid: queries[qid] for qid in qrels if qid in queries}
-    return Inputs(config, policy, texts)
+    return Inputs(augmentation, policy, texts)
 
 
 def augment_sides(
-    params: dict[str, Any], name: str, inputs: Inputs, cache: AugmentCache | ShardCache, generate: Generate,
-    label: str = "",
+    name: str, inputs: Inputs, generation: Generation, augment: Augment, cache: AugmentCache | ShardCache,
+    generate: Generate, label: str = "",
 ) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:  # fmt: skip
     """Augment both sides of ``inputs`` through ``cache``; returns the stats and ``side -> id -> result``."""
-    generation = generation_params(params)
-    batch_size = P.get(params, "augment.batch_size")
-    backend = P.get(params, "generation.backend")
-    config, policy = inputs.config, inputs.policy
+    decoding = generation_params(generation)
+    batch_size = augment.batch_size
+    backend = generation.backend
+    augmentation, policy = inputs.augmentation, inputs.policy
     # The resolved dtype and engine: with policy.dtype auto the same params give other outputs on another CPU.
     stats: dict[str, Any] = {
-        "policy": config["policy"], "fingerprint": policy.fingerprint, "format": config["format"],
+        "policy": augmentation.policy, "fingerprint": policy.fingerprint, "format": augmentation.format,
         "dtype": policy.dtype, "backend": backend,
     }  # fmt: skip
     results = {}
     for side in SIDES:
-        prompt_name = config[f"{side}_prompt"]
+        prompt_name = augmentation.doc_prompt if side == "doc" else augmentation.query_prompt
         if not prompt_name:
             results[side] = {}
             continue
-        prompt = load_prompt(P.get(params, "augment.prompts_dir"), config["format"], prompt_name)
+        prompt = load_prompt(augment.prompts_dir, augmentation.format, prompt_name)
         started = time.perf_counter()
         desc = f"{name} {SIDE_LABELS[side]}{label}"
-        results[side] = augment_texts(policy, prompt, inputs.texts[side], generation, cache, batch_size, desc, generate, backend)
+        results[side] = augment_texts(policy, prompt, inputs.texts[side], decoding, cache, batch_size, desc, generate, backend)
         stats[side] = side_stats(results[side], time.perf_counter() - started)
     return stats, results
 
 
-def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> dict[str, Any]:
+def run_augmentation(
+    name: str, augmentation: Augmentation, out_dir: str | Path, policy_params: PolicySection, generation: Generation,
+    augment: Augment, dataset: Dataset,
+) -> dict[str, Any]:  # fmt: skip
     """Augment the corpus and/or the eval-split queries as ``augmentations.<name>`` says.
 
     Shard caches left by ``coaug augment --shard`` for this policy are absorbed first, so after a sharded
     run this only finds everything cached and writes the outputs. A concurrent run on the same cache waits
     for this one (the cache's lock) and then finds everything cached too.
     """
-    generate = generation_backend(P.get(params, "generation.backend"), P.get(params, "policy.quantize"))
-    inputs = load_inputs(params, name)
-    with locked(inputs.cache_path(params)):  # read the cache only once no other run is adding to it
-        cache = AugmentCache(inputs.cache_path(params))
+    generate = generation_backend(generation.backend, policy_params.quantize)
+    inputs = load_inputs(augmentation, policy_params, augment, dataset)
+    with locked(inputs.cache_path(augment.cache_dir)):  # read the cache only once no other run is adding to it
+        cache = AugmentCache(inputs.cache_path(augment.cache_dir))
         absorb_shards(cache)
-        stats, results = augment_sides(params, name, inputs, cache, generate)
+        stats, results = augment_sides(name, inputs, generation, augment, cache, generate)
     with atomic_directory(out_dir) as staging:
         for side, filename in (("doc", "corpus.jsonl"), ("query", "queries.jsonl")):
             write_augmentations(staging / filename, results[side])
@@ -181,18 +183,21 @@ def run_augmentation(params: dict[str, Any], name: str, out_dir: str | Path) -> 
     return stats
 
 
-def run_augmentation_shard(params: dict[str, Any], name: str, index: int, count: int) -> dict[str, Any]:
+def run_augmentation_shard(
+    name: str, augmentation: Augmentation, index: int, count: int, policy_params: PolicySection,
+    generation: Generation, augment: Augment, dataset: Dataset,
+) -> dict[str, Any]:  # fmt: skip
     """Generate shard ``index`` of ``count`` of each side into the shard's own cache file (reusing what the
     main cache holds); writes no outputs. Returns the shard's stats."""
-    generate = generation_backend(P.get(params, "generation.backend"), P.get(params, "policy.quantize"))
-    inputs = load_inputs(params, name)
-    main = inputs.cache_path(params)
+    generate = generation_backend(generation.backend, policy_params.quantize)
+    inputs = load_inputs(augmentation, policy_params, augment, dataset)
+    main = inputs.cache_path(augment.cache_dir)
     shard = shard_cache_path(main, index, count)
     texts = {side: {i: every[i] for i in shard_ids(list(every), index, count)} for side, every in inputs.texts.items()}
     inputs = dataclasses.replace(inputs, texts=texts)
     with locked(shard):  # two runs of one shard take turns, as runs on the main cache do
         cache = ShardCache(AugmentCache(main), AugmentCache(shard))
-        stats, _ = augment_sides(params, name, inputs, cache, generate, f" shard {index}/{count}")
+        stats, _ = augment_sides(name, inputs, generation, augment, cache, generate, f" shard {index}/{count}")
     return stats
 
 

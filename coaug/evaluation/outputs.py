@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from coaug import params as P
+from coaug.params_schema import Outputs
 
 
-def output_paths(params: dict[str, Any], system_name: str) -> dict[str, Path]:
-    metrics_dir = Path(P.get(params, "outputs.metrics_dir"))
+def output_paths(outputs: Outputs, system_name: str) -> dict[str, Path]:
+    metrics_dir = Path(outputs.metrics_dir)
     return {
-        "index": Path(P.get(params, "outputs.indexes_dir")) / system_name,
-        "run": Path(P.get(params, "outputs.runs_dir")) / f"{system_name}.trec",
+        "index": Path(outputs.indexes_dir) / system_name,
+        "run": Path(outputs.runs_dir) / f"{system_name}.trec",
         "metrics": metrics_dir / f"{system_name}.json",
         "per_query": metrics_dir / f"{system_name}.perquery.tsv",
     }

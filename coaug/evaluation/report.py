@@ -9,34 +9,34 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from coaug import params as P
 from coaug.atomic_io import write_json, write_text
 from coaug.errors import CoaugError
 from coaug.evaluation.outputs import output_paths
 from coaug.evaluation.per_query_file import read_per_query
 from coaug.evaluation.plots import comparison_bars
 from coaug.evaluation.significance import compare, holm_adjust
+from coaug.params_schema import Dataset, Evaluation, Outputs
 from coaug.tracking import dataset_checksum
 
 logger = logging.getLogger(__name__)
 
 
-def evaluated(params: dict[str, Any], systems: list[str]) -> tuple[list[str], list[str]]:
+def evaluated(outputs: Outputs, systems: list[str]) -> tuple[list[str], list[str]]:
     """Split ``systems`` into those with metrics and those not evaluated yet (a partial ``dvc repro``)."""
-    done = [s for s in systems if output_paths(params, s)["metrics"].is_file()]
+    done = [s for s in systems if output_paths(outputs, s)["metrics"].is_file()]
     return done, [s for s in systems if s not in done]
 
 
-def stale_reason(params: dict[str, Any], system: str) -> str | None:
+def stale_reason(outputs: Outputs, dataset: Dataset, system: str) -> str | None:
     """Why ``system``'s metrics file does not belong to the prepared dataset and ``dataset.eval_split``, or None.
 
     A file without a dataset checksum (written before evaluate recorded one) counts as not belonging: nothing
     shows it is of this dataset, and the metrics committed for one dataset are exactly what a report of
     another would pick up.
     """
-    path = output_paths(params, system)["metrics"]
+    path = output_paths(outputs, system)["metrics"]
     written = json.loads(path.read_text())
-    checksum, split = dataset_checksum(params), P.get(params, "dataset.eval_split")
+    checksum, split = dataset_checksum(dataset), dataset.eval_split
     if "dataset_checksum" not in written:
         problem = "is unlabelled (no dataset checksum)"
     elif written["dataset_checksum"] != checksum:
@@ -48,43 +48,43 @@ def stale_reason(params: dict[str, Any], system: str) -> str | None:
     return f"{path} {problem} — rerun `coaug evaluate --system {system}`"
 
 
-def require_baseline(params: dict[str, Any]) -> None:
+def require_baseline(evaluation: Evaluation, outputs: Outputs, dataset: Dataset) -> None:
     """Every test is against the baseline: without its metrics of this dataset there is no report."""
-    baseline = P.get(params, "evaluation.baseline")
-    if not output_paths(params, baseline)["metrics"].is_file():
+    baseline = evaluation.baseline
+    if not output_paths(outputs, baseline)["metrics"].is_file():
         raise CoaugError(f"baseline '{baseline}' has no metrics yet: run its evaluate stage first")
-    reason = stale_reason(params, baseline)
+    reason = stale_reason(outputs, dataset, baseline)
     if reason:
         raise CoaugError(f"baseline '{baseline}' cannot be reported: {reason}")
 
 
-def build_report(params: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+def build_report(systems: list[str], evaluation: Evaluation, outputs: Outputs, dataset: Dataset) -> dict[str, Any]:
     """Metrics per system, a paired test of each against the baseline and of each evaluated
     ``evaluation.comparisons`` pair, all Holm-adjusted together (:func:`adjust_for_multiplicity`).
 
     Every system's metrics must belong to the prepared dataset and eval split (:func:`stale_reason`)."""
-    metrics = P.get(params, "evaluation.metrics")
-    baseline = P.get(params, "evaluation.baseline")
-    key_metric = P.get(params, "evaluation.significance_metric")
+    metrics = evaluation.metrics
+    baseline = evaluation.baseline
+    key_metric = evaluation.significance_metric
     if baseline not in systems:
         systems = [baseline, *systems]
-    require_baseline(params)
+    require_baseline(evaluation, outputs, dataset)
     for name in systems:
-        reason = stale_reason(params, name)
+        reason = stale_reason(outputs, dataset, name)
         if reason:
             raise CoaugError(f"'{name}' cannot be reported: {reason}")
-    scores = {s: json.loads(output_paths(params, s)["metrics"].read_text()) for s in systems}
-    per_query = {s: read_per_query(output_paths(params, s)["per_query"])[key_metric] for s in systems}
+    scores = {s: json.loads(output_paths(outputs, s)["metrics"].read_text()) for s in systems}
+    per_query = {s: read_per_query(output_paths(outputs, s)["per_query"])[key_metric] for s in systems}
 
     def test(name: str, reference: str) -> dict[str, Any]:
-        samples, seed = P.get(params, "evaluation.bootstrap_samples"), P.get(params, "evaluation.seed")
+        samples, seed = evaluation.bootstrap_samples, evaluation.seed
         return {"metric": key_metric, **compare(per_query[name], per_query[reference], samples, seed, (name, reference))}
 
     summary: dict[str, Any] = {name: {m: scores[name][m] for m in metrics} for name in systems}
     for name in systems:
         if name != baseline:
             summary[name][f"vs_{baseline}"] = test(name, baseline)
-    for name, reference in P.get(params, "evaluation.comparisons"):
+    for name, reference in evaluation.comparisons:
         if name in per_query and reference in per_query:
             summary[name][f"vs_{reference}"] = test(name, reference)
     adjust_for_multiplicity(summary)
@@ -148,21 +148,23 @@ def policy_block(summary: dict[str, Any], block: dict[str, dict[str, str]], metr
     return "\n".join(lines) + "\n"
 
 
-def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, Any], dict[str, Path]]:
+def write_report(
+    systems: list[str], evaluation: Evaluation, outputs: Outputs, dataset: Dataset
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths.
 
     Systems without metrics yet are named in results.md as not evaluated, and those whose metrics belong to
     another dataset or split are left out with the reason, never silently dropped nor mixed in."""
-    systems, missing = evaluated(params, systems)
-    stale = {name: reason for name in systems if (reason := stale_reason(params, name))}
-    summary = build_report(params, [name for name in systems if name not in stale])  # a stale baseline fails here
+    systems, missing = evaluated(outputs, systems)
+    stale = {name: reason for name in systems if (reason := stale_reason(outputs, dataset, name))}
+    summary = build_report([name for name in systems if name not in stale], evaluation, outputs, dataset)  # a stale baseline fails here
     for name, reason in stale.items():
         logger.warning("report leaves out %s: %s", name, reason)
-    metrics = P.get(params, "evaluation.metrics")
-    baseline = P.get(params, "evaluation.baseline")
-    alpha = P.get(params, "evaluation.alpha")
-    key_metric = P.get(params, "evaluation.significance_metric")
-    reports = Path(P.get(params, "outputs.reports_dir"))
+    metrics = evaluation.metrics
+    baseline = evaluation.baseline
+    alpha = evaluation.alpha
+    key_metric = evaluation.significance_metric
+    reports = Path(outputs.reports_dir)
     paths = {
         "summary": reports / "summary.json",
         "table": reports / "results.md",
@@ -170,21 +172,20 @@ def write_report(params: dict[str, Any], systems: list[str]) -> tuple[dict[str, 
         "headline": reports / "headline.csv",
     }
     write_json(paths["summary"], summary)
-    split = P.get(params, "dataset.eval_split")
-    title = f"{P.get(params, 'dataset.name')} ({split})"
+    title = f"{dataset.name} ({dataset.eval_split})"
     tests = sum(key.startswith("vs_") for entry in summary.values() for key in entry)
     note = (
         f"{title}. Paired tests (t-test, bootstrap) on {key_metric} against {baseline}; p-values raw and "
         f"Holm–Bonferroni adjusted over all {tests} tests of this report; * = both adjusted p < {alpha}.\n\n"
     )
     block = f"\n{key_metric} by policy (evaluation.policy_block):\n\n" + policy_block(
-        summary, P.get(params, "evaluation.policy_block"), key_metric
+        summary, evaluation.policy_block, key_metric
     )
     pending = f"\nNot evaluated yet: {', '.join(missing)}.\n" if missing else ""
     if stale:
         reasons = "".join(f"- {name}: {reason}\n" for name, reason in stale.items())
         pending += f"\nLeft out, their metrics do not belong to this dataset and split:\n\n{reasons}"
-    pairs = comparisons_table(summary, P.get(params, "evaluation.comparisons"), key_metric, alpha)
+    pairs = comparisons_table(summary, evaluation.comparisons, key_metric, alpha)
     pairs = f"\nPaired tests between systems (evaluation.comparisons):\n\n{pairs}" if pairs else ""
     write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + block + pairs + pending)
     comparison_bars({s: {m: e[m] for m in metrics} for s, e in summary.items()}, metrics, title, paths["plot"])

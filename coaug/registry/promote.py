@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from coaug import params as P
 from coaug.registry.aliases import CHAMPION, aliased_version, registered_aliases
 from coaug.atomic_io import write_json
 from coaug.errors import CoaugError
@@ -21,6 +20,7 @@ from coaug.registry.promotion_rule import METRIC, Champion, Decision, Scores, de
 from coaug.registry.recorded_evaluation import ARTIFACT_DIR, Evaluation, evaluation_from_tags, require_comparable
 from coaug.evaluation.outputs import output_paths
 from coaug.evaluation.per_query_file import read_per_query
+from coaug.params_schema import Outputs, Params
 from coaug.registry.register import CHALLENGER
 from coaug.registry.serving import build_manifest, snapshot
 from coaug.tracking import configure_mlflow, dataset_checksum, stage_run
@@ -31,18 +31,18 @@ ALREADY_CHAMPION = "already champion"
 NUMERIC_FIELDS = ("challenger_ndcg_at_10", "champion_ndcg_at_10", "baseline_ndcg_at_10", "delta", "p_value")
 
 
-def promote(params: dict[str, Any]) -> dict[str, Any]:
+def promote(params: Params) -> dict[str, Any]:
     """Run the champion/challenger decision for ``registry.model_name``; returns the report written."""
-    mlflow = configure_mlflow(params)
+    mlflow = configure_mlflow(params.mlflow, params.dataset)
     client = mlflow.MlflowClient()
-    name = P.get(params, "registry.model_name")
-    aliases = registered_aliases(client, name, P.get(params, "mlflow.tracking_uri"))
+    name = params.registry.model_name
+    aliases = registered_aliases(client, name, params.mlflow.tracking_uri)
     challenger = aliased_version(aliases, name, CHALLENGER)
     champion = aliases.get(CHAMPION)
-    serving_dir = Path(P.get(params, "promotion.serving_dir"))
+    serving_dir = Path(params.promotion.serving_dir)
     # DVC declares the serving folder as an output: it must exist even while nothing has been promoted.
     serving_dir.mkdir(parents=True, exist_ok=True)
-    report_path = Path(P.get(params, "outputs.reports_dir")) / REPORT_FILE
+    report_path = Path(params.outputs.reports_dir) / REPORT_FILE
     base = {"model_name": name, "challenger_version": challenger, "champion_version": champion}
     if champion == challenger:
         reason = f"challenger v{challenger} is already the champion"
@@ -50,19 +50,19 @@ def promote(params: dict[str, Any]) -> dict[str, Any]:
         write_json(report_path, report)
         return report
 
-    rule = rule_from_params(params)
-    system, baseline = P.get(params, "promotion.system"), P.get(params, "evaluation.baseline")
-    per_query_path = output_paths(params, system)["per_query"]
+    rule = rule_from_params(params.promotion)
+    system, baseline = params.promotion.system, params.evaluation.baseline
+    per_query_path = output_paths(params.outputs, system)["per_query"]
     challenger_scores = metric_scores(per_query_path)
-    baseline_scores = metric_scores(output_paths(params, baseline)["per_query"])
-    checksum = dataset_checksum(params)
+    baseline_scores = metric_scores(output_paths(params.outputs, baseline)["per_query"])
+    checksum = dataset_checksum(params.dataset)
     # Checked before anything is recorded, so a bad serve_systems param or a missing index fails without
     # side effects.
     manifest = build_manifest(params, name, challenger, checksum)
-    index_dirs = served_indexes(params, manifest)
+    index_dirs = served_indexes(params.outputs, manifest)
     with stage_run(params, "promote", ["promotion", "registry"]) as run:
         evaluation = Evaluation(
-            system=system, split=P.get(params, "dataset.eval_split"), dataset_checksum=checksum,
+            system=system, split=params.dataset.eval_split, dataset_checksum=checksum,
             ndcg_at_10=mean_score(challenger_scores), run_id=run.active_run().info.run_id,
         )  # fmt: skip
         incumbent = None if champion is None else recorded_champion(client, name, champion, evaluation)
@@ -126,9 +126,9 @@ def recorded_champion(client, name: str, version: str, current: Evaluation) -> C
         return Champion(version=version, scores=metric_scores(path))
 
 
-def served_indexes(params: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Path]:
+def served_indexes(outputs: Outputs, manifest: dict[str, Any]) -> dict[str, Path]:
     """The evaluated index of each served system, which must exist."""
-    index_dirs = {system: output_paths(params, system)["index"] for system in manifest["systems"]}
+    index_dirs = {system: output_paths(outputs, system)["index"] for system in manifest["systems"]}
     for system, index_dir in index_dirs.items():
         if not index_dir.is_dir():
             raise CoaugError(f"{index_dir}: index of served system '{system}' is missing (run `dvc repro index_aug@{system}`)")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from coaug import params as P
 from coaug.errors import CoaugError
 from coaug.evaluation.significance import paired_ttest
+from coaug.params_schema import Promotion
 
 # The rule is stated on NDCG@10, the paper's headline metric; registry tags carry its name (ndcg_at_10).
 METRIC = "NDCG@10"
@@ -54,9 +54,9 @@ class Decision:
     compared_against: str
 
 
-def rule_from_params(params: dict[str, Any]) -> Rule:
-    min_delta = P.get(params, "promotion.min_delta")
-    max_p_value = P.get(params, "promotion.max_p_value")
+def rule_from_params(promotion: Promotion) -> Rule:
+    min_delta = promotion.min_delta
+    max_p_value = promotion.max_p_value
     if not _is_number(min_delta) or min_delta < 0:
         raise CoaugError(f"params: promotion.min_delta must be a number >= 0, got {min_delta!r}")
     if not _is_number(max_p_value) or not 0 < max_p_value <= 1:

@@ -6,11 +6,9 @@ Registering is safe to repeat: a rerun after a kill part-way completes the versi
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +22,6 @@ REQUIRED_PACKAGES = ("torch", "transformers", "accelerate", "safetensors", "toke
 
 def pip_requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in REQUIRED_PACKAGES]
-
-
-def params_hash(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def register_policy(mlflow, policy_dir: str | Path, name: str, tags: dict[str, str]) -> str:

@@ -18,12 +18,12 @@ from typing import Any
 
 from coaug.retrieval import dense, lucene
 
-from coaug import params as P
 from coaug.registry.aliases import aliased_version, registered_aliases
 from coaug.augment.run import generation_params
 from coaug.data.beir import read_corpus
 from coaug.retrieval.combine import augmented_query
 from coaug.errors import CoaugError
+from coaug.params_schema import Bm25, Dense, Params
 from coaug.policy.generation import PromptPrefix, generate_batches, template_prefix
 from coaug.policy.parsing import parse_response
 from coaug.policy.model import load_policy
@@ -63,12 +63,12 @@ class Result:
 class ServedSearch:
     """The served champion, loaded once; :meth:`search` answers one query."""
 
-    def __init__(self, params: dict[str, Any], alias: str, dense_retriever: bool):
-        serving_dir = Path(P.get(params, "promotion.serving_dir"))
+    def __init__(self, params: Params, alias: str, dense_retriever: bool):
+        serving_dir = Path(params.promotion.serving_dir)
         manifest = read_manifest(serving_dir)
         name = manifest["model_name"]
-        client = configure_mlflow(params).MlflowClient()
-        version = aliased_version(registered_aliases(client, name, P.get(params, "mlflow.tracking_uri")), name, alias)
+        client = configure_mlflow(params.mlflow, params.dataset).MlflowClient()
+        version = aliased_version(registered_aliases(client, name, params.mlflow.tracking_uri), name, alias)
         require_served(manifest, alias, version, serving_dir)
         self.system = pick_system(manifest, dense_retriever)
         self._entry = manifest["systems"][self.system]
@@ -76,13 +76,14 @@ class ServedSearch:
         self._prompt = query_prompt(manifest) if self._entry["augment_queries"] else None
         self._policy = None
         if self._prompt is not None:
-            policy = load_policy(f"models:/{name}/{version}", P.get(params, "policy.cache_dir"), P.get(params, "policy.dtype"))
-            self._policy = quantized(policy, P.get(params, "policy.quantize"))
+            policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
+            self._policy = quantized(policy, params.policy.quantize)
             # The template and system prompt are the same for every query: prefilled once, here.
             prefix = template_prefix(self._policy, lambda text: conversation(self._prompt, text))
             self._prefix = PromptPrefix(self._policy, prefix) if prefix else None
-        self._generation = generation_params(params)
-        self._retrieve = _retriever(params, manifest, self.system, served_index(serving_dir, self.system))
+        self._generation = generation_params(params.generation)
+        index_dir = served_index(serving_dir, self.system)
+        self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)
         corpus = read_corpus(Path(manifest["prepared_dir"]) / "corpus.jsonl")
         self._titles = {doc_id: doc["title"] for doc_id, doc in corpus.items()}
         logger.info("serving %s v%s (@%s) with %s", name, version, alias, self.system)
@@ -142,19 +143,22 @@ def result_table(result: Result) -> str:
     ]) + "\n"  # fmt: skip
 
 
-def _retriever(params: dict[str, Any], manifest: dict[str, Any], system: str, index_dir: Path) -> Callable[[str, int], Ranking]:
-    """``(query text, k) -> ranking`` over the served index, with the retrieval knobs of the manifest."""
+def _retriever(
+    manifest: dict[str, Any], system: str, index_dir: Path, bm25_params: Bm25, dense_params: Dense
+) -> Callable[[str, int], Ranking]:
+    """``(query text, k) -> ranking`` over the served index, with the retrieval knobs of the manifest (and the
+    throughput knobs and cache of params.yaml)."""
     retriever = manifest["systems"][system]["retriever"]
     knobs = manifest["retrieval"]
     if retriever == "dense":
         encoder = dense.Encoder(
             knobs["dense"]["encoder"], max_seq_length=knobs["dense"]["max_seq_length"],
-            batch_size=P.get(params, "dense.batch_size"), cache_dir=P.get(params, "dense.cache_dir"),
+            batch_size=dense_params.batch_size, cache_dir=dense_params.cache_dir,
         )  # fmt: skip
-        chunk_size = P.get(params, "dense.cache_chunk_size")
+        chunk_size = dense_params.cache_chunk_size
         return lambda text, k: dense.search(index_dir, {QUERY_ID: text}, encoder, k, chunk_size)[QUERY_ID]
     bm25 = knobs["bm25"]
     fields = bm25["multifield_weights"] if retriever == "bm25_multifield" else None
     searcher = lucene.Bm25Searcher(index_dir, bm25["k1"], bm25["b"], fields)
-    threads, batch_size = P.get(params, "bm25.search_threads"), P.get(params, "bm25.search_batch_size")
+    threads, batch_size = bm25_params.search_threads, bm25_params.search_batch_size
     return lambda text, k: searcher.search({QUERY_ID: text}, k, threads, batch_size)[QUERY_ID]

@@ -9,6 +9,7 @@ promotion. The bundle is swapped in atomically, so a reader never sees half of o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -17,48 +18,49 @@ from typing import Any
 from coaug import params as P
 from coaug.atomic_io import atomic_directory, write_json
 from coaug.errors import CoaugError
+from coaug.params_schema import AugmentedSystem, Params
 from coaug.policy.prompts import Prompt, load_prompt
 
 MANIFEST = "manifest.json"
 INDEXES = "indexes"
 
 
-def build_manifest(params: dict[str, Any], model_name: str, version: str, dataset_checksum: str) -> dict[str, Any]:
+def build_manifest(params: Params, model_name: str, version: str, dataset_checksum: str) -> dict[str, Any]:
     """The manifest for serving ``version`` with ``promotion.serve_systems``.
 
     Every served system must be an augmented system using the augmentation of ``promotion.system``:
     that augmentation is the one the decision was taken on.
     """
-    evaluated = P.get(params, "promotion.system")
-    augmentation_name = _augmented_entry(params, evaluated, "promotion.system")["augmentation"]
+    evaluated = params.promotion.system
+    augmentation_name = _augmented_entry(params, evaluated, "promotion.system").augmentation
     systems = {}
-    for name in P.get(params, "promotion.serve_systems"):
+    for name in params.promotion.serve_systems:
         entry = _augmented_entry(params, name, "promotion.serve_systems")
-        if entry["augmentation"] != augmentation_name:
+        if entry.augmentation != augmentation_name:
             raise CoaugError(
-                f"params: promotion.serve_systems: '{name}' uses augmentation '{entry['augmentation']}', not "
+                f"params: promotion.serve_systems: '{name}' uses augmentation '{entry.augmentation}', not "
                 f"'{augmentation_name}' of promotion.system '{evaluated}'"
             )
-        systems[name] = dict(entry)
+        systems[name] = dataclasses.asdict(entry)
     if not systems:
         raise CoaugError("params: promotion.serve_systems is empty")
     # The policy that serves is the registry version, not the augmentation's training-time path.
-    augmentation = {k: v for k, v in P.augmentation(params, augmentation_name).items() if k != "policy"}
+    augmentation = dataclasses.asdict(P.augmentation(params, augmentation_name))
+    del augmentation["policy"]
     prompt_name = augmentation["query_prompt"]
-    prompts_dir = P.get(params, "augment.prompts_dir")
+    prompts_dir = params.augment.prompts_dir
     prompt_text = load_prompt(prompts_dir, augmentation["format"], prompt_name).system if prompt_name else None
-    bm25 = P.get(params, "bm25")
     return {
         "model_name": model_name,
         "version": str(version),
         "systems": systems,
         "augmentation": {"name": augmentation_name, **augmentation, "query_prompt_text": prompt_text},
         "retrieval": {
-            "bm25": {key: bm25[key] for key in ("k1", "b", "multifield_weights")},
-            "dense": {key: P.get(params, f"dense.{key}") for key in ("encoder", "max_seq_length")},
+            "bm25": {"k1": params.bm25.k1, "b": params.bm25.b, "multifield_weights": params.bm25.multifield_weights},
+            "dense": {"encoder": params.dense.encoder, "max_seq_length": params.dense.max_seq_length},
         },
         "dataset_checksum": dataset_checksum,
-        "prepared_dir": str(P.get(params, "dataset.prepared_dir")),
+        "prepared_dir": str(params.dataset.prepared_dir),
     }
 
 
@@ -98,8 +100,8 @@ def query_prompt(manifest: dict[str, Any]) -> Prompt | None:
     return Prompt(name=augmentation["query_prompt"], format=augmentation["format"], system=augmentation["query_prompt_text"])
 
 
-def _augmented_entry(params: dict[str, Any], name: str, where: str) -> dict[str, Any]:
-    augmented = params.get("augmented_systems", {})
+def _augmented_entry(params: Params, name: str, where: str) -> AugmentedSystem:
+    augmented = params.augmented_systems
     if name not in augmented:
         raise CoaugError(f"params: {where}: '{name}' is not an augmented system (defined: {', '.join(augmented)})")
     P.system(params, name)  # validates the entry's keys before they are read

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coaug import params as P
 from coaug.errors import CoaugError
+from coaug.params_schema import Params, TrainOutputs
 from coaug.policy.precision import resolve_dtype
 
 SIMILARITIES = ("bm25", "dense")
@@ -73,13 +73,12 @@ RUN_BOUND_FIELDS = frozenset({
 })  # fmt: skip
 
 
-def variant_outputs(params: dict[str, Any], variant: str) -> dict[str, Path]:
+def variant_outputs(train_outputs: TrainOutputs, variant: str) -> dict[str, Path]:
     """Where the train stage of ``variant`` writes (dvc.yaml's train stage names the same paths)."""
-    outputs = P.get(params, "train_outputs")
-    reports = Path(outputs["reports_dir"])
+    reports = Path(train_outputs.reports_dir)
     return {
-        "checkpoint_dir": Path(outputs["checkpoints_dir"]) / variant,
-        "policy_dir": Path(outputs["policies_dir"]) / variant,
+        "checkpoint_dir": Path(train_outputs.checkpoints_dir) / variant,
+        "policy_dir": Path(train_outputs.policies_dir) / variant,
         "metrics": reports / f"{variant}.json",
         "curves": reports / f"{variant}.curves.csv",
         "validation": reports / f"{variant}.validation.csv",
@@ -87,21 +86,21 @@ def variant_outputs(params: dict[str, Any], variant: str) -> dict[str, Path]:
     }
 
 
-def train_config(params: dict[str, Any], variant: str) -> TrainConfig:
+def train_config(params: Params, variant: str) -> TrainConfig:
     """The ``train`` section with ``train_variants.<variant>``'s overrides on top."""
-    variants = P.get(params, "train_variants")
+    variants = params.train_variants
     if variant not in variants:
         raise CoaugError(f"params: unknown train variant '{variant}' (train_variants has {', '.join(variants)})")
-    section = dict(P.get(params, "train"))
+    section = dict(params.train)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = variants[variant] or {}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise CoaugError(f"params: unknown key 'train_variants.{variant}.{unknown[0]}'")
     section.update(overrides)
-    section["policy"] = section.get("policy") or P.get(params, "policy.model")
+    section["policy"] = section.get("policy") or params.policy.model
     # One truncation for training and inference, so the policy is trained on the inputs it will see.
-    section["doc_max_tokens"] = P.get(params, "augment.doc_max_tokens")
+    section["doc_max_tokens"] = params.augment.doc_max_tokens
     unknown = sorted(set(section) - known)
     if unknown:
         raise CoaugError(f"params: unknown key 'train.{unknown[0]}'")

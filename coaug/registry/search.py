@@ -1,7 +1,8 @@
 """``coaug search``: answer ad-hoc queries with the served champion, the way its system was evaluated.
 
 Construction is the warm-up, done once: the serving manifest, the registry check that the alias still
-points at the served version, the policy, the index and the document titles. Each query is then
+points at the served version, the policy (its weights packed and its prompt prefix prefilled:
+coaug.augment.query_augmenter), the index and the document titles. Each query is then
 augmented by the policy with the manifest's query prompt, joined to the query as the system does
 (coaug.retrieval.combine, e.g. ``query_repeat``) and searched in the served index.
 """
@@ -24,10 +25,8 @@ from coaug.data.beir import read_corpus
 from coaug.retrieval.combine import augmented_query
 from coaug.errors import CoaugError
 from coaug.params_schema import Bm25, Dense, Params
-from coaug.policy.generation import PromptPrefix, generate_batches, template_prefix
-from coaug.policy.parsing import parse_response
+from coaug.augment.query_augmenter import QueryAugmenter
 from coaug.policy.model import load_policy
-from coaug.policy.prompts import conversation
 from coaug.policy.quantize import quantized
 from coaug.registry.serving import pick_system, query_prompt, read_manifest, served_index
 from coaug.tracking import configure_mlflow
@@ -61,9 +60,10 @@ class Result:
 
 
 class ServedSearch:
-    """The served champion, loaded once; :meth:`search` answers one query."""
+    """The served champion, loaded once; :meth:`search` answers one query. ``packed_weights`` False keeps
+    the policy's plain Linear layers (same answers, slower: for benchmarks/search_latency.py)."""
 
-    def __init__(self, params: Params, alias: str, dense_retriever: bool):
+    def __init__(self, params: Params, alias: str, dense_retriever: bool, packed_weights: bool = True):
         serving_dir = Path(params.promotion.serving_dir)
         manifest = read_manifest(serving_dir)
         name = manifest["model_name"]
@@ -74,19 +74,20 @@ class ServedSearch:
         self._entry = manifest["systems"][self.system]
         # Queries are augmented only when the evaluated system augmented them.
         self._prompt = query_prompt(manifest) if self._entry["augment_queries"] else None
-        self._policy = None
+        self._augment_query = None
+        self.packed_weights = False
         if self._prompt is not None:
             policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
-            self._policy = quantized(policy, params.policy.quantize)
-            # The template and system prompt are the same for every query: prefilled once, here.
-            prefix = template_prefix(self._policy, lambda text: conversation(self._prompt, text))
-            self._prefix = PromptPrefix(self._policy, prefix) if prefix else None
-        self._generation = generation_params(params.generation)
+            self._augment_query = QueryAugmenter(
+                quantized(policy, params.policy.quantize), self._prompt, generation_params(params.generation),
+                packed_weights,
+            )  # fmt: skip
+            self.packed_weights = self._augment_query.packed
         index_dir = served_index(serving_dir, self.system)
         self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)
         corpus = read_corpus(Path(manifest["prepared_dir"]) / "corpus.jsonl")
         self._titles = {doc_id: doc["title"] for doc_id, doc in corpus.items()}
-        logger.info("serving %s v%s (@%s) with %s", name, version, alias, self.system)
+        logger.info("serving %s v%s (@%s) with %s (packed weights: %s)", name, version, alias, self.system, self.packed_weights)
 
     def search(self, query: str, k: int) -> Result:
         if not query.strip():
@@ -104,12 +105,7 @@ class ServedSearch:
         return Result(query, augmentation, text, hits, seconds, augment_seconds)
 
     def _augment(self, query: str) -> str:
-        if self._prompt is None:
-            return ""
-        conversations = [conversation(self._prompt, query)]
-        # One query is one batch.
-        ((_, completions),) = generate_batches(self._policy, conversations, self._generation, 1, "augment query", self._prefix)
-        return parse_response(completions[0].text, self._prompt.format).augmentation
+        return "" if self._augment_query is None else self._augment_query(query)
 
     def _title(self, doc_id: str) -> str:
         if doc_id not in self._titles:

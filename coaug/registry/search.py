@@ -73,21 +73,19 @@ class ServedSearch:
         self.system = pick_system(manifest, dense_retriever)
         self._entry = manifest["systems"][self.system]
         # Queries are augmented only when the evaluated system augmented them.
-        self._prompt = query_prompt(manifest) if self._entry["augment_queries"] else None
+        prompt = query_prompt(manifest) if self._entry["augment_queries"] else None
         self._augment_query = None
-        self.packed_weights = False
-        if self._prompt is not None:
+        if prompt is not None:
             policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
             self._augment_query = QueryAugmenter(
-                quantized(policy, params.policy.quantize), self._prompt, generation_params(params.generation),
-                packed_weights,
+                quantized(policy, params.policy.quantize), prompt, generation_params(params.generation), packed_weights
             )  # fmt: skip
-            self.packed_weights = self._augment_query.packed
         index_dir = served_index(serving_dir, self.system)
         self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)
         corpus = read_corpus(Path(manifest["prepared_dir"]) / "corpus.jsonl")
         self._titles = {doc_id: doc["title"] for doc_id, doc in corpus.items()}
-        logger.info("serving %s v%s (@%s) with %s (packed weights: %s)", name, version, alias, self.system, self.packed_weights)
+        packed = self._augment_query is not None and self._augment_query.packed
+        logger.info("serving %s v%s (@%s) with %s (packed weights: %s)", name, version, alias, self.system, packed)
 
     def search(self, query: str, k: int) -> Result:
         if not query.strip():

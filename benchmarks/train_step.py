@@ -9,8 +9,10 @@ the ratio of each to the first configuration. The configurations:
 - ``before``: what the trainer did until now: fp32, rollouts decoded 16 at a time, the model head and a
   full-vocabulary log-softmax on every prompt and completion position
   (coaug.rl.sequence_logprobs.full_softmax_scores), all sequences of a mini-batch in one forward, and the KL to the initial policy measured on every step (then from a deep
-  copy held in memory; here the starting weights are reloaded, ~1 s);
-- ``after``: the defaults: completion-only log-probs, micro-batches, the KL every ``kl_every`` steps,
+  copy held in memory; here the starting weights are reloaded, ~1 s); its rollouts go through the shared
+  generation code, so they are sampled by inverse CDF (coaug.policy.sampling) like ``after``'s;
+- ``after``: the defaults: completion-only log-probs, micro-batches whose shared prompt prefix is scored
+  once, the KL every ``kl_every`` steps,
   ``train.dtype`` (auto: bf16 where the CPU computes bf16 natively: rollouts from a bf16 cast of the
   weights, scoring and update under autocast) and ``generation_batch_size``; full fine-tuning;
 - ``after + lora``: the same with LoRA adapters (params.yaml ``train.lora``) instead of full fine-tuning.

@@ -31,7 +31,9 @@ def make_project(root: Path, source: Path) -> Path:
     params["policy"].update(model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies"))
     params["generation"]["max_new_tokens"] = 4
     params["augment"]["doc_max_tokens"] = 16
-    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=2, max_new_tokens=4,
+    # 4 rollouts a text: with 2, a step's random draws can give every rollout of a text the same reward (every
+    # advantage 0, nothing to train), which the sampled stream of one seed did.
+    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=4, max_new_tokens=4,
                            validation_batches=1, eval_every=1)  # fmt: skip
     # One train variant (the registered one) and its augmentation.
     params["train_variants"] = {"coaug": params["train_variants"]["coaug"]}

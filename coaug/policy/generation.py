@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from coaug.policy.model import Policy
+from coaug.policy.sampling import CategoricalSampler
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class GenerationParams:
     top_p : float
         Nucleus sampling mass; 1.0 (off) by default, as in the reference rollouts. Ignored when greedy.
     top_k : int
-        Top-k sampling; 0 (off) by default, as in the reference rollouts (transformers would otherwise
-        apply its own default of 50). Ignored when greedy.
+        Top-k sampling; 0 (off) by default, as in the reference rollouts. Ignored when greedy. Temperature,
+        top-p and top-k are applied in transformers' order by :class:`coaug.policy.sampling.CategoricalSampler`.
     seed : int
         Seeds sampling; batch ``b`` uses ``seed + b``, so the same conversations, batch size and seed give
         the same samples. The global torch RNG is left untouched.
@@ -207,17 +208,19 @@ def _generate_batch(
             "attention_mask": torch.cat([torch.ones_like(shared), rests["attention_mask"]], dim=1).to(model.device),
         }
         cached["cache"] = prefix.cache_for(len(prompts))
-    sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
+    # Sampling is the last processor of a greedy generate: the same distribution, one uniform per row instead
+    # of torch.multinomial's exponential per vocabulary entry (coaug.policy.sampling).
+    sampler = [CategoricalSampler(params.temperature, params.top_k, params.top_p)] if params.do_sample else []
     with torch.inference_mode(), torch.random.fork_rng(devices=_rng_devices(model)):
         torch.manual_seed(seed)
         output = model.generate(
             **inputs,
             max_new_tokens=params.max_new_tokens,
             repetition_penalty=params.repetition_penalty,
-            do_sample=params.do_sample,
+            do_sample=False,
+            logits_processor=sampler,
             cache_implementation=params.cache_implementation,
             **cached,
-            **(sampling if params.do_sample else {}),
         )  # fmt: skip
     return [completion_from_ids(policy, ids) for ids in output[:, inputs["input_ids"].shape[1] :].tolist()]
 

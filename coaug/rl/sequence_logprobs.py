@@ -3,12 +3,16 @@
 Sequences are ``prompt + completion`` token ids; only completion tokens count. Log-probs are taken at the
 rollout temperature, as the reference's PPO does (METHOD §6).
 
-The batch is laid out so that every completion starts in the same column: prompts left-padded,
-completions right-padded, positions counted from the attention mask. The model's head then runs on the
-completion positions only (``logits_to_keep``) instead of every prompt position, and the log-softmax is
-``logit[token] - logsumexp(logits)`` without materialising a second vocabulary-sized tensor. Sequences go
-through the model ``micro_batch_size`` at a time. :func:`full_softmax_scores` is the plain reference
-(head on every position, full ``log_softmax``) that tests and benchmarks compare against.
+Sequences go through the model ``micro_batch_size`` at a time, longest prompts first, so that prompts of
+one kind (a query's, a document's) share a micro-batch. In each micro-batch every completion starts in the
+same column: the tokens all its prompts begin with (chat template and system prompt, ~35 of a document
+prompt's ~124 tokens) come first and go through the model once, as a KV cache that every row continues from;
+then the rest of each prompt, left-padded, then the completions, right-padded; positions are counted from the
+attention mask. Gradients flow through that shared cache into the one prefix forward, so they are those of
+the rows computed whole. The model's head runs on the completion positions only (``logits_to_keep``) instead
+of every prompt position, and the log-softmax is ``logit[token] - logsumexp(logits)`` without materialising a
+second vocabulary-sized tensor. :func:`full_softmax_scores` is the plain reference (every row whole, head on
+every position, full ``log_softmax``) that tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from coaug.policy.generation import common_prefix
 
 
 @dataclass
@@ -27,18 +33,21 @@ class TokenScores:
 
 @dataclass(frozen=True)
 class AlignedBatch:
-    """``input_ids``/``attention``/``positions``: (sequences, P + C) with prompts ending at column P;
-    ``targets``/``mask``: (sequences, C), the completion tokens and which of them are real."""
+    """``input_ids``/``attention``/``positions``: (sequences, P + C) with prompts ending at column P, the
+    first ``prefix_length`` columns the same tokens in every row; ``targets``/``mask``: (sequences, C), the
+    completion tokens and which of them are real."""
 
     input_ids: torch.Tensor
     attention: torch.Tensor
     positions: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    prefix_length: int = 0
 
 
-def align_completions(sequences: list[tuple[list[int], list[int]]], pad_id: int) -> AlignedBatch:
-    """Left-pad the prompts and right-pad the completions so that every completion starts at the same column."""
+def align_completions(sequences: list[tuple[list[int], list[int]]], pad_id: int, prefix_length: int = 0) -> AlignedBatch:
+    """Lay out ``[prefix][left pads][rest of the prompt][completion][right pads]`` so that every completion
+    starts at the same column; the first ``prefix_length`` tokens must be the same in every prompt."""
     prompt_width = max(len(p) for p, _ in sequences)
     completion_width = max(len(c) for _, c in sequences)
     rows = len(sequences)
@@ -46,42 +55,74 @@ def align_completions(sequences: list[tuple[list[int], list[int]]], pad_id: int)
     attention = torch.zeros_like(input_ids)
     mask = torch.zeros((rows, completion_width))
     for row, (prompt, completion) in enumerate(sequences):
-        start = prompt_width - len(prompt)
-        input_ids[row, start : prompt_width + len(completion)] = torch.tensor(prompt + completion)
+        start = prompt_width - len(prompt) + prefix_length
+        input_ids[row, :prefix_length] = torch.tensor(prompt[:prefix_length])
+        attention[row, :prefix_length] = 1
+        input_ids[row, start : prompt_width + len(completion)] = torch.tensor(prompt[prefix_length:] + completion)
         attention[row, start : prompt_width + len(completion)] = 1
         mask[row, : len(completion)] = 1.0
-    # Positions count real tokens only, so left padding moves no token (pads get position 0, masked anyway).
+    # Positions count real tokens only, so padding moves no token (a pad repeats its left neighbour's, masked anyway).
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return AlignedBatch(input_ids, attention, positions, input_ids[:, prompt_width:], mask)
+    return AlignedBatch(input_ids, attention, positions, input_ids[:, prompt_width:], mask, prefix_length)
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """Tokens that every prompt starts with, leaving each prompt at least its last token (whose position
+    predicts the first completion token); 0 for a single prompt, where sharing saves nothing."""
+    return len(common_prefix(prompts)) if len(prompts) > 1 else 0
+
+
+def scoring_order(sequences: list[tuple[list[int], list[int]]]) -> list[int]:
+    """Indices with the longest prompts first (ties in input order): neighbours are prompts of one kind and
+    length, so a micro-batch of them shares the longest prefix and pads least."""
+    return sorted(range(len(sequences)), key=lambda i: (-len(sequences[i][0]), i))
 
 
 def completion_scores(
     model, sequences: list[tuple[list[int], list[int]]], pad_id: int, temperature: float, with_entropy: bool,
     micro_batch_size: int,
 ) -> TokenScores:  # fmt: skip
-    """Log-probs (and optionally entropies) of each completion token, the head run on completion positions only.
+    """Log-probs (and optionally entropies) of each completion token, rows in the order of ``sequences``.
 
     Gradients flow unless the caller disables them; micro-batches only bound the peak memory of a call.
     """
-    batch = align_completions(sequences, pad_id)
     device = next(model.parameters()).device
-    width = batch.targets.shape[1]
+    width = max(len(c) for _, c in sequences)
+    order = scoring_order(sequences)
     logprobs, entropies = [], []
-    for start in range(0, len(sequences), micro_batch_size):
-        rows = slice(start, start + micro_batch_size)
-        # Position P-1 predicts the first completion token: keep the last C+1 positions, drop the final one.
-        logits = model(
-            input_ids=batch.input_ids[rows].to(device), attention_mask=batch.attention[rows].to(device),
-            position_ids=batch.positions[rows].to(device), logits_to_keep=width + 1,
-        ).logits[:, :-1]  # fmt: skip
-        scaled = logits.float() / temperature
+    for start in range(0, len(order), micro_batch_size):
+        part = [sequences[i] for i in order[start : start + micro_batch_size]]
+        batch = align_completions(part, pad_id, shared_prefix_length([p for p, _ in part]))
+        scaled = completion_logits(model, batch, device).float() / temperature
         normaliser = torch.logsumexp(scaled, dim=-1)
-        targets = batch.targets[rows].to(device).unsqueeze(-1)
-        logprobs.append(scaled.gather(-1, targets).squeeze(-1) - normaliser)
+        targets = batch.targets.to(device).unsqueeze(-1)
+        padding = (0, width - targets.shape[1])  # this micro-batch's completions may all be shorter
+        logprobs.append(torch.nn.functional.pad(scaled.gather(-1, targets).squeeze(-1) - normaliser, padding))
         if with_entropy:
-            entropies.append(normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1))
-    entropy = torch.cat(entropies) if with_entropy else None
-    return TokenScores(torch.cat(logprobs), batch.mask.to(device), entropy)
+            entropies.append(torch.nn.functional.pad(normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1), padding))
+    rows = torch.empty(len(order), dtype=torch.long)
+    rows[order] = torch.arange(len(order))  # back to the order of ``sequences``
+    mask = torch.zeros((len(sequences), width), device=device)
+    for row, (_, completion) in enumerate(sequences):
+        mask[row, : len(completion)] = 1.0
+    entropy = torch.cat(entropies)[rows.to(device)] if with_entropy else None
+    return TokenScores(torch.cat(logprobs)[rows.to(device)], mask, entropy)
+
+
+def completion_logits(model, batch: AlignedBatch, device) -> torch.Tensor:
+    """The logits that predict each completion token of ``batch``: (sequences, C, vocabulary)."""
+    shared = batch.prefix_length
+    inputs = {}
+    if shared:
+        prefix = batch.input_ids[:1, :shared].to(device)
+        cache = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, logits_to_keep=1).cache
+        cache.batch_repeat_interleave(len(batch.input_ids))
+        inputs["cache"] = cache
+    # Position P-1 predicts the first completion token: keep the last C+1 positions, drop the final one.
+    return model(
+        input_ids=batch.input_ids[:, shared:].to(device), attention_mask=batch.attention.to(device),
+        position_ids=batch.positions[:, shared:].to(device), logits_to_keep=batch.targets.shape[1] + 1, **inputs,
+    ).logits[:, :-1]  # fmt: skip
 
 
 def full_softmax_scores(

@@ -45,7 +45,7 @@ from coaug.rl.ppo_loss import clipped_policy_loss
 from coaug.policy.precision import machine_dtype
 from coaug.policy.prompts import Prompt, conversation, document_input
 from coaug.rl.reward import SAMPLES_PER_ROLLOUT, bm25_matrix, sampled_rewards, sampling_layout
-from coaug.rl.sequence_logprobs import completion_scores
+from coaug.rl.sequence_logprobs import completion_scores, scoring_order
 from coaug.rl.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -287,6 +287,9 @@ class CoaugTrainer:
                 # The loss is the token mean over the whole mini-batch: each micro-batch's token mean is
                 # weighted by its share of the mini-batch's tokens, so the gradient equals one big forward.
                 tokens = old.mask[mine].sum().clamp(min=1)
+                # The mini-batch's gradient is a sum over its rows, so their order is free: similar prompts
+                # together share a prefix and pad least (coaug.rl.sequence_logprobs.scoring_order).
+                mine = [mine[i] for i in scoring_order([sequences[j] for j in mine])]
                 loss, clip_fraction = 0.0, 0.0
                 for start in range(0, len(mine), config.micro_batch_size):
                     part = mine[start : start + config.micro_batch_size]

@@ -102,11 +102,12 @@ def completion_scores(
             entropies.append(torch.nn.functional.pad(normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1), padding))
     rows = torch.empty(len(order), dtype=torch.long)
     rows[order] = torch.arange(len(order))  # back to the order of ``sequences``
+    rows = rows.to(device)
     mask = torch.zeros((len(sequences), width), device=device)
     for row, (_, completion) in enumerate(sequences):
         mask[row, : len(completion)] = 1.0
-    entropy = torch.cat(entropies)[rows.to(device)] if with_entropy else None
-    return TokenScores(torch.cat(logprobs)[rows.to(device)], mask, entropy)
+    entropy = torch.cat(entropies)[rows] if with_entropy else None
+    return TokenScores(torch.cat(logprobs)[rows], mask, entropy)
 
 
 def completion_logits(model, batch: AlignedBatch, device) -> torch.Tensor:

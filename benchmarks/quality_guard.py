@@ -3,8 +3,9 @@
 "Before" is each ``metrics/<system>.perquery.tsv`` as committed at a git revision (default HEAD), "after" is
 the working tree's file (after ``dvc repro``). For every system present in both it prints the mean of
 each, the difference, the paired t-test and the paired bootstrap p-value (coaug.evaluation.significance) over the
-queries both share, and whether the after-system passes the guard: not significantly worse (p > alpha) or
-Δ >= -tolerance.
+eval split's queries, and whether the after-system passes the guard: not significantly worse (p > alpha) or
+Δ >= -tolerance; a file equal byte for byte to the committed one (not rebuilt, or rebuilt identically) reads
+"identical".
 
     .venv/bin/python benchmarks/quality_guard.py --before HEAD
 """
@@ -35,15 +36,19 @@ def main() -> None:
             committed_copy.write_text(before_text, encoding="utf-8")
             before = read_per_query(committed_copy)[args.metric]
         after = read_per_query(path)[args.metric]
-        result = compare(after, before, args.samples, args.seed)
-        shared = sorted(set(before) & set(after))
-        mean_before = sum(before[q] for q in shared) / len(shared)
-        mean_after = sum(after[q] for q in shared) / len(shared)
+        system = path.name.removesuffix(".perquery.tsv")
+        result = compare(after, before, args.samples, args.seed, (system, f"{system} at {args.before}"))
         passed = result["p_ttest"] > args.alpha or result["mean_diff"] >= -args.tolerance
+        # A file DVC did not rebuild (or rebuilt byte for byte) says so, rather than a vacuous "ok".
+        verdict = "identical" if path.read_text(encoding="utf-8") == before_text else "ok" if passed else "WORSE"
         print(
-            f"| {path.name.removesuffix('.perquery.tsv')} | {mean_before:.4f} | {mean_after:.4f} | {result['mean_diff']:+.4f} "
-            f"| {result['p_ttest']:.2g} | {result['p_bootstrap']:.2g} | {result['queries']} | {'ok' if passed else 'WORSE'} |"
+            f"| {system} | {mean(before):.4f} | {mean(after):.4f} | {result['mean_diff']:+.4f} "
+            f"| {result['p_ttest']:.2g} | {result['p_bootstrap']:.2g} | {result['queries']} | {verdict} |"
         )
+
+
+def mean(values: dict[str, float]) -> float:
+    return sum(values.values()) / len(values)
 
 
 def parse_args() -> argparse.Namespace:

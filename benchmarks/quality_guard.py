@@ -13,6 +13,7 @@ eval split's queries, and whether the after-system passes the guard: not signifi
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -42,13 +43,9 @@ def main() -> None:
         # A file DVC did not rebuild (or rebuilt byte for byte) says so, rather than a vacuous "ok".
         verdict = "identical" if path.read_text(encoding="utf-8") == before_text else "ok" if passed else "WORSE"
         print(
-            f"| {system} | {mean(before):.4f} | {mean(after):.4f} | {result['mean_diff']:+.4f} "
+            f"| {system} | {statistics.mean(before.values()):.4f} | {statistics.mean(after.values()):.4f} | {result['mean_diff']:+.4f} "
             f"| {result['p_ttest']:.2g} | {result['p_bootstrap']:.2g} | {result['queries']} | {verdict} |"
         )
-
-
-def mean(values: dict[str, float]) -> float:
-    return sum(values.values()) / len(values)
 
 
 def parse_args() -> argparse.Namespace:

@@ -13,7 +13,8 @@ first: absolute figures scale with the cores left to us, ratios much less.
     .venv/bin/python benchmarks/augment_throughput.py --docs 64 --batch-sizes 16 64
 
 Earlier findings kept for reference (shared 2-core AMD EPYC, AVX2 only): int8 dynamic quantisation 1.3x
-faster but 0/64 outputs equal to fp32 and off-topic text; bf16 prefill 2.3x slower than fp32 there;
+faster but 0/64 outputs equal to fp32 and off-topic text; bf16 prefill 2.3x slower than fp32 there, bf16
+decoding on a Zen 2 of that class 0.19-0.23x of fp32 (and oneDNN packs no bf16 weights there);
 under load, OpenMP spin-waiting costs up to 3x (OMP_WAIT_POLICY=PASSIVE avoids it).
 """
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from coaug import runtime_env
 from coaug.policy.generation import Completion, GenerationParams, generate_batches
 from coaug.policy.model import Policy, load_policy
-from coaug.policy.packed_linear import pack_linear_layers
+from coaug.policy.packed_linear import pack_linear_layers, packs_dtype
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import conversation, document_input, load_prompt
 
@@ -67,7 +68,11 @@ def main() -> None:
         if (dtype, reuse, batch) != ("float32", False, args.batch_sizes[0])
     ]  # fmt: skip
     if args.packed:
-        configurations += [Configuration(c.dtype, True, c.batch_size, packed=True) for c in configurations if c.reuse_prefix]
+        unpackable = sorted({d for d in args.dtypes if not packs_dtype(getattr(torch, d))})
+        if unpackable:
+            print(f"oneDNN packs no {', '.join(unpackable)} weights on this CPU: no packed configuration of it")
+        configurations += [Configuration(c.dtype, True, c.batch_size, packed=True) for c in configurations
+                           if c.reuse_prefix and c.dtype not in unpackable]  # fmt: skip
     kinds = dict.fromkeys((c.dtype, c.packed) for c in configurations)
     policies = {(dtype, packed): load_policy(args.policy, args.cache_dir, dtype) for dtype, packed in kinds}
     for (_, packed), policy in policies.items():

@@ -35,6 +35,7 @@ from coaug import params as P
 from coaug.augment.query_augmenter import QueryAugmenter
 from coaug.augment.run import generation_params
 from coaug.data.beir import read_qrels, read_queries
+from coaug.data.fetch import resolve_source
 from coaug.errors import CoaugError
 from coaug.params_schema import Dataset, Params
 from coaug.policy.model import load_policy
@@ -129,9 +130,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def eval_queries(dataset: Dataset, count: int) -> list[str]:
+    """The first ``count`` eval-split queries: from the prepared copy, or on a fresh clone (nothing prepared
+    yet) from ``dataset.source`` itself, fetched the way ``coaug prepare`` fetches it."""
     prepared = Path(dataset.prepared_dir)
-    qrels = read_qrels(prepared / "qrels" / f"{dataset.eval_split}.tsv")
-    queries = read_queries(prepared / "queries.jsonl")
+    folder = prepared
+    if not (prepared / "queries.jsonl").exists():
+        folder = resolve_source(dataset.source, dataset.sha256, prepared.parent / ".downloads")
+    qrels = read_qrels(folder / "qrels" / f"{dataset.eval_split}.tsv")
+    queries = read_queries(folder / "queries.jsonl")
     return [queries[qid] for qid in qrels if qid in queries][:count]
 
 

@@ -10,7 +10,8 @@ import torch
 from coaug.augment.query_augmenter import QueryAugmenter
 from coaug.policy.generation import GenerationParams, generate_batches
 from coaug.policy.model import load_policy
-from coaug.policy.packed_linear import PackedLinear, pack_linear_layers, packing_available
+from coaug.policy import packed_linear
+from coaug.policy.packed_linear import PackedLinear, pack_linear_layers, packing_available, packs_dtype
 from coaug.policy.prompts import Prompt
 
 from .test_generation import conversations
@@ -21,7 +22,12 @@ def tiny_folder(tmp_path_factory):
     return build_tiny_llama(tmp_path_factory.mktemp("packed") / "tiny")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+BF16_PACKING = pytest.mark.skipif(
+    not packs_dtype(torch.bfloat16), reason="oneDNN packs no bf16 weights on this CPU (AVX2 only): the fallback is tested below"
+)
+
+
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("bfloat16", marks=BF16_PACKING)])
 def test_packed_layers_give_the_logits_and_greedy_output_of_the_plain_ones(tiny_folder, tmp_path, dtype):
     plain = load_policy(str(tiny_folder), tmp_path / "cache", dtype)
     fast = load_policy(str(tiny_folder), tmp_path / "cache", dtype)
@@ -46,6 +52,22 @@ def test_nothing_is_packed_off_the_cpu(tiny_folder, tmp_path):
 
     assert not packing_available(on_gpu)
     assert not pack_linear_layers(on_gpu)
+
+
+def test_a_dtype_onednn_cannot_pack_here_keeps_the_plain_layers(tiny_folder, tmp_path, monkeypatch):
+    # What an AVX2-only CPU answers for bf16 (oneDNN raised there instead of packing).
+    monkeypatch.setattr(packed_linear, "packs_dtype", lambda dtype: dtype != torch.bfloat16)
+    policy = load_policy(str(tiny_folder), tmp_path / "cache", "bfloat16")
+    linear_count = sum(type(m) is torch.nn.Linear for m in policy.model.modules())
+
+    assert not packing_available(policy)
+    assert not pack_linear_layers(policy)
+    assert sum(type(m) is torch.nn.Linear for m in policy.model.modules()) == linear_count > 0
+    assert packing_available(load_policy(str(tiny_folder), tmp_path / "cache", "float32"))
+
+
+def test_onednn_packs_float32_weights():
+    assert packs_dtype(torch.float32)
 
 
 def test_a_packed_query_augmenter_writes_what_the_plain_one_writes(tiny_folder, tmp_path):

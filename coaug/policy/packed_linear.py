@@ -10,6 +10,8 @@ outputs stayed token-identical in every side-by-side run. Inference only: a pack
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from coaug.policy.model import Policy
@@ -32,8 +34,22 @@ class PackedLinear(torch.nn.Module):
 
 
 def packing_available(policy: Policy) -> bool:
-    """True when the policy runs on a CPU and this torch build has oneDNN (the packed kernels' library)."""
-    return policy.model.device.type == "cpu" and torch.backends.mkldnn.is_available()
+    """True when the policy runs on a CPU, this torch build has oneDNN (the packed kernels' library) and
+    oneDNN packs the policy's dtype on this CPU (:func:`packs_dtype`)."""
+    model = policy.model
+    return model.device.type == "cpu" and torch.backends.mkldnn.is_available() and packs_dtype(model.dtype)
+
+
+@functools.cache
+def packs_dtype(dtype: torch.dtype) -> bool:
+    """Whether oneDNN packs ``dtype`` weights on this CPU, asked of oneDNN itself with a 1x1 weight: its bf16
+    path needs AVX512 (bw, vl, dq) or AVX-NE-CONVERT and refuses an AVX2-only CPU, where a policy forced to
+    ``policy.dtype: bfloat16`` then keeps its plain Linear layers."""
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros((1, 1), dtype=dtype), DECODING_ROWS)
+    except RuntimeError:
+        return False
+    return True
 
 
 def pack_linear_layers(policy: Policy) -> bool:

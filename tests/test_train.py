@@ -18,6 +18,7 @@ from coaug.rl.checkpoint import all_checkpoints, load_state
 from coaug.errors import CoaugError
 from coaug.params_schema import typed_params
 from coaug.rl import config as train_settings
+from coaug.rl import trainer as trainer_module
 from coaug.rl.trainer import shuffled_within_roles
 from coaug.rl import run as train
 
@@ -87,9 +88,10 @@ def test_two_steps_change_every_parameter_and_log_every_metric(params, tmp_path)
     logged, samples = {}, []
     summary = run_training(params, lambda step, m: logged.setdefault(step, m), lambda step, rows: samples.append((step, rows)))
     assert sorted(logged) == [0, 1]
-    # The KL metric is measured every kl_every (2) steps; at step 0 the policy is still the initial one.
+    # The KL metric is measured every kl_every (2) steps; at step 0 the policy is still the initial one (the
+    # old log-probs were recorded while sampling, the initial policy's recomputed: equal to float rounding).
     assert set(logged[0]) == STEP_METRICS and set(logged[1]) == STEP_METRICS - {"kl_to_initial"}
-    assert logged[0]["kl_to_initial"] == 0.0
+    assert logged[0]["kl_to_initial"] == pytest.approx(0.0, abs=1e-10)
     assert logged[0]["skipped_update"] == logged[1]["skipped_update"] == 0.0
     assert [step for step, _ in samples] == [0, 1]
     # 3 queries x (1 text + 1 positive + 2 negatives) x 3 rollouts
@@ -222,7 +224,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(params, tmp_path):
     logged = {}
     run_training(params, lambda step, m: logged.setdefault(step, m), lambda *_: None)
     assert logged[0]["skipped_update"] == 0.0
-    assert logged[0]["kl_to_initial"] == 0.0  # measured with the adapters disabled: the initial policy
+    assert logged[0]["kl_to_initial"] == pytest.approx(0.0, abs=1e-10)  # adapters disabled: the initial policy
     before, after = weights(tmp_path / "tiny"), weights(tmp_path / "models" / "coaug")
     assert before.keys() == after.keys()  # merged: a plain model folder, no adapter weights
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -284,6 +286,27 @@ def test_the_control_samples_and_scores_the_same_step_but_learns_from_shuffled_r
     control_weights = weights(tmp_path / "models" / "control")
     assert any(not torch.equal(real_weights[k], control_weights[k]) for k in real_weights)
     assert (tmp_path / "ckpt" / "control").is_dir() and (tmp_path / "reports" / "control.json").is_file()
+
+
+def test_old_logprobs_recorded_while_sampling_give_the_update_of_recomputed_ones(params, tmp_path, monkeypatch):
+    params["train"]["steps"] = 1
+    scored = []
+    recompute = trainer_module.completion_scores
+    monkeypatch.setattr(trainer_module, "completion_scores", lambda *a, **kw: scored.append(kw["with_entropy"]) or recompute(*a, **kw))
+    logged = {}
+    for setting in ("auto", "recompute"):  # auto: recorded, as the tiny model trains in float32
+        params["train"]["old_logprobs"] = setting
+        run_training(params, lambda step, m: logged.update({setting: m}), lambda *_: None)
+        assert scored.count(True) == (1 if setting == "recompute" else 0)  # the scoring pass before the first mini-batch
+    for metric in ("loss", "grad_norm", "entropy", "clip_fraction", "kl_to_initial"):
+        assert logged["auto"][metric] == pytest.approx(logged["recompute"][metric], abs=1e-5), metric
+    assert logged["auto"]["reward_query_mean"] == logged["recompute"]["reward_query_mean"]  # the same rollouts
+
+
+def test_an_unknown_old_logprobs_setting_fails(params):
+    params["train"]["old_logprobs"] = "vllm"
+    with pytest.raises(CoaugError, match="train.old_logprobs must be one of auto, recompute, got 'vllm'"):
+        train_config(params, "coaug")
 
 
 def test_shuffled_within_roles_permutes_each_role_apart():

@@ -13,6 +13,7 @@ from coaug.policy.precision import resolve_dtype
 
 SIMILARITIES = ("bm25", "dense")
 REWARD_CONTROLS = ("none", "shuffled")
+OLD_LOGPROBS = ("auto", "recompute")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainConfig:
     generation_batch_size: int = 16
     micro_batch_size: int = 8  # sequences per forward pass when scoring and updating (memory only: same maths)
     dtype: str = "auto"  # autocast dtype of rollouts and update (coaug.policy.precision); weights stay fp32
+    old_logprobs: str = "auto"  # auto: recorded while sampling when rollouts and update compute in fp32; recompute: a scoring pass
     kl_every: int = 10  # steps between measurements of the KL to the initial policy (a metric); 0 = never
     lora: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
     checkpoint_every: int = 10
@@ -114,6 +116,8 @@ def train_config(params: Params, variant: str) -> TrainConfig:
     resolve_dtype(config.dtype, cuda_bf16=False, cpu_flags=frozenset())  # rejects an unknown dtype name early
     if config.reward_control not in REWARD_CONTROLS:
         raise CoaugError(f"params: train.reward_control must be one of {', '.join(REWARD_CONTROLS)}, got '{config.reward_control}'")
+    if config.old_logprobs not in OLD_LOGPROBS:
+        raise CoaugError(f"params: train.old_logprobs must be one of {', '.join(OLD_LOGPROBS)}, got '{config.old_logprobs}'")
     if config.eval_every < 0 or config.validation_batches < 1:
         raise CoaugError("params: train.eval_every must be >= 0 and train.validation_batches >= 1")
     if config.q_only and config.k_only:

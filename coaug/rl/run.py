@@ -42,8 +42,8 @@ TRAINING_CODE = (
     "data/beir.py", "policy/generation.py", "policy/model.py", "policy/parsing.py", "policy/precision.py",
     "policy/prompts.py", "policy/sampling.py", "retrieval/dense.py", "rl/advantages.py", "rl/checkpoint.py",
     "rl/composite_batch.py", "rl/ppo_loss.py", "rl/reward.py", "rl/reward_bm25.py", "rl/reward_dense.py",
-    "rl/reward_layout.py", "rl/reward_ndcg.py", "rl/reward_sampling.py", "rl/sequence_logprobs.py", "rl/run.py",
-    "rl/config.py", "rl/trainer.py",
+    "rl/reward_layout.py", "rl/reward_ndcg.py", "rl/reward_sampling.py", "rl/rollouts.py", "rl/sequence_logprobs.py",
+    "rl/run.py", "rl/config.py", "rl/trainer.py",
 )  # fmt: skip
 VALIDATION_STREAM = 7  # seeds the validation draw apart from the training steps' streams
 VALIDATION_COLUMNS = ("val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean")

@@ -17,7 +17,9 @@ taken on completion positions only (coaug.rl.sequence_logprobs), ``micro_batch_s
 rollouts are sampled from a bf16 cast of the weights refreshed after each update (:func:`rollout_policy`);
 the KL to the initial policy is a metric only, measured every ``kl_every`` steps against the starting
 weights (LoRA: the same model with its adapters disabled; full fine-tuning: the starting policy reloaded
-for the measurement), so no fp32 copy of the model is held.
+for the measurement), so no fp32 copy of the model is held. Each prompt is prefilled once for all of its
+rollouts (coaug.rl.rollouts); where rollouts and update compute in fp32 the old log-probs are those recorded
+while sampling (``train.old_logprobs``), so the update needs no scoring pass of its own.
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ import torch
 from coaug.rl.advantages import Role, advantages as compute_advantages
 from coaug.data.beir import Corpus, Qrels, Queries
 from coaug.rl.composite_batch import NEGATIVE, POSITIVE, QUERY, Slot, negative_pool, sample_composite_batch, training_queries
-from coaug.policy.generation import GenerationParams, generate_batches, tokenize_conversations
+from coaug.policy.generation import GenerationParams, tokenize_conversations
 from coaug.policy.parsing import parse_response
 from coaug.policy.model import Policy
 from coaug.rl.ppo_loss import clipped_policy_loss
 from coaug.policy.precision import machine_dtype
 from coaug.policy.prompts import Prompt, conversation, document_input
 from coaug.rl.reward import SAMPLES_PER_ROLLOUT, bm25_matrix, sampled_rewards, sampling_layout
+from coaug.rl.rollouts import SampledCompletion, recorded_scores, sample_rollouts
 from coaug.rl.sequence_logprobs import completion_scores, scoring_order
 from coaug.rl.config import TrainConfig
 
@@ -62,6 +65,7 @@ class Rollout:
     augmentation: str
     format_valid: bool
     trained: bool  # False for the fixed original text of an ablated side (q_only / k_only)
+    sample: SampledCompletion | None = None  # with the log-probs recorded while sampling, when they are recorded
 
 
 class CoaugTrainer:
@@ -86,6 +90,11 @@ class CoaugTrainer:
         self.optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.model, self.optimizer = accelerator.prepare(policy.model, self.optimizer)
         self.rollout_policy = rollout_policy(policy, self.compute_dtype)  # after prepare: on the training device
+        # In fp32 the rollouts are sampled by the very weights the update starts from, in its dtype: their
+        # log-probs, recorded while sampling, are the old log-probs to float rounding (at most 3e-5 apart from a
+        # recomputation on SmolLM2-135M). A bf16 cast samples in other arithmetic than the autocast update
+        # (bf16 residual stream), so there they are recomputed.
+        self.records_old_logprobs = config.old_logprobs == "auto" and self.compute_dtype == "float32"
         self.skipped_nonfinite = 0
 
     # ----------------------------------------------------------------- schedule
@@ -211,7 +220,7 @@ class CoaugTrainer:
             else:
                 doc = self.corpus[slot.text_id]
                 messages = conversation(self.prompts["doc"], document_input(tokenizer, doc["title"], doc["text"], config.doc_max_tokens))
-            requests["query" if is_query else "doc"] += [(index, messages)] * per_text
+            requests["query" if is_query else "doc"].append((index, messages))
         self.model.eval()
         for kind_number, (kind, kind_requests) in enumerate(requests.items()):
             if not kind_requests:
@@ -222,13 +231,17 @@ class CoaugTrainer:
             )  # fmt: skip
             conversations = [messages for _, messages in kind_requests]
             prompt_ids = tokenize_conversations(self.policy, conversations)
-            batches = generate_batches(self.rollout_policy, conversations, params, config.generation_batch_size, f"rollouts {step} {kind}")
+            batches = sample_rollouts(
+                self.rollout_policy, conversations, per_text, params, config.generation_batch_size, f"rollouts {step} {kind}",
+                score_temperature=config.temperature if sample and self.records_old_logprobs else None,
+            )  # fmt: skip
             with self.autocast():
-                for indices, completions in batches:
-                    for i, completion in zip(indices, completions):
-                        parsed = parse_response(completion.text, self.prompts[kind].format)
-                        generated.append(Rollout(kind_requests[i][0], prompt_ids[i], list(completion.token_ids),
-                                                 parsed.augmentation, parsed.format_valid, trained=True))  # fmt: skip
+                for indices, samples in batches:
+                    for i, sampled in zip(indices, samples):
+                        parsed = parse_response(sampled.completion.text, self.prompts[kind].format)
+                        generated.append(Rollout(kind_requests[i][0], prompt_ids[i], list(sampled.completion.token_ids),
+                                                 parsed.augmentation, parsed.format_valid, trained=True,
+                                                 sample=sampled if sampled.logprobs is not None else None))  # fmt: skip
         return sorted(generated, key=lambda r: r.slot)
 
     def sync_rollout_weights(self) -> None:
@@ -269,8 +282,11 @@ class CoaugTrainer:
         pad_id = self.policy.tokenizer.pad_token_id
         sequences = [(r.prompt_ids, r.completion_ids) for r, _ in trained]
         score = dict(pad_id=pad_id, temperature=config.temperature, micro_batch_size=config.micro_batch_size)
-        with torch.no_grad(), self.autocast():
-            old = completion_scores(self.model, sequences, with_entropy=True, **score)
+        if all(r.sample is not None for r, _ in trained):
+            old = recorded_scores([r.sample for r, _ in trained], self.accelerator.device)
+        else:
+            with torch.no_grad(), self.autocast():
+                old = completion_scores(self.model, sequences, with_entropy=True, **score)
         entropy = float((old.entropy * old.mask).sum() / old.mask.sum())
         kl_metric = {}
         if config.kl_every and step % config.kl_every == 0:

@@ -3,7 +3,8 @@
 For the first NFCorpus documents (the pipeline's plain sparse-doc prompt, text cut to a token budget before
 templating, greedy, repetition penalty 1.2 over prompt and output) it times each configuration — dtype
 float32 or bfloat16, the shared prompt prefix prefilled once or with every prompt, batch sizes, with
-``--packed`` the Linear weights prepacked for oneDNN (what ``coaug search`` runs) — and prints
+``--packed`` the Linear weights prepacked for oneDNN (what corpus passes and ``coaug search`` run with
+``policy.packed_weights: true``, the default) — and prints
 generated tokens/s, the speed-up over the first configuration (the plain fp32 engine), a full-corpus
 estimate, how many outputs equal the plain fp32 engine's, and the copy rate (share of the augmentation's
 words already in the document: an engine that penalises only generated tokens echoes the document).

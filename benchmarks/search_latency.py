@@ -90,7 +90,8 @@ Answer = Callable[[str], tuple[float, float, str]]
 
 def served_engine(params: Params, args: argparse.Namespace, packed: bool) -> Answer:
     """``coaug search`` itself: seconds of the whole answer, of its augmentation, and the augmentation."""
-    engine = ServedSearch(params, args.alias or params.search.alias, args.dense, packed_weights=packed)
+    engine_params = dataclasses.replace(params, policy=dataclasses.replace(params.policy, packed_weights=packed))
+    engine = ServedSearch(engine_params, args.alias or params.search.alias, args.dense)
     k = args.k if args.k is not None else params.search.k
     print(f"system {engine.system}, k {k}")
 

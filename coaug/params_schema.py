@@ -90,6 +90,7 @@ class Policy:
     cache_dir: str = knob("GGUF conversions and registry downloads")
     dtype: str = knob("compute dtype of augmentation: auto, float32, bfloat16 or float16 (coaug.policy.precision)")
     quantize: str = knob("inference-only quantization: none or int8")
+    packed_weights: bool = knob("inference on a CPU: Linear weights prepacked for oneDNN (coaug.policy.packed_linear)")
 
 
 @dataclass(frozen=True)

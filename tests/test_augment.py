@@ -72,6 +72,41 @@ def test_dtype_and_engine_are_recorded_and_separate_cache_entries(project, monke
     assert sorted(len(path.read_text().splitlines()) for path in (root / "cache").glob("*.jsonl")) == [6, 6]
 
 
+def test_packed_weights_write_the_plain_augmentations_into_cache_entries_of_their_own(project, monkeypatch):
+    root = project(docs=5, max_new_tokens=6, batch_size=2)
+    monkeypatch.chdir(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    out = root / "augmented" / "untrained"
+
+    def run(packed: bool) -> tuple[dict, dict, dict]:
+        params["policy"]["packed_weights"] = packed
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        assert main(["augment", "--name", "untrained"]) == 0
+        stats = json.loads((out / "stats.json").read_text())
+        return stats, read_augmentations(out / "corpus.jsonl"), read_augmentations(out / "queries.jsonl")
+
+    plain_stats, plain_docs, plain_queries = run(False)
+    packed_stats, packed_docs, packed_queries = run(True)
+
+    assert (plain_stats["packed_weights"], packed_stats["packed_weights"]) == (False, True)
+    assert packed_stats["fingerprint"] == plain_stats["fingerprint"] + "-packed"
+    assert (packed_docs, packed_queries) == (plain_docs, plain_queries)
+    # Each engine generated its own 5 docs + 4 eval queries.
+    assert sorted(len(path.read_text().splitlines()) for path in (root / "cache").glob("*.jsonl")) == [9, 9]
+
+
+def test_a_vllm_run_leaves_the_weights_it_does_not_decode_with_unpacked(project):
+    params = P.load_params(project(docs=2, max_new_tokens=2, batch_size=2) / "params.yaml")
+
+    def inputs(backend: str) -> augment.Inputs:
+        entry = P.augmentation(params, "untrained")
+        return augment.load_inputs(entry, params.policy, params.augment, params.dataset, backend)
+
+    vllm, transformers = inputs("vllm"), inputs("transformers")
+    assert (vllm.packed_weights, transformers.packed_weights) == (False, True)
+    assert transformers.policy.fingerprint == vllm.policy.fingerprint + "-packed"
+
+
 def test_cache_key_names_the_engine():
     from coaug.augment.run import decoding_key
     from coaug.augment.cache import cache_key

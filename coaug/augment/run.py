@@ -28,6 +28,7 @@ from coaug.locks import locked
 from coaug.params_schema import Augment, Augmentation, Dataset, Generation, Policy as PolicySection
 from coaug.policy.parsing import parse_response
 from coaug.policy.model import Policy, load_policy
+from coaug.policy.packed_linear import pack_linear_layers
 from coaug.policy.quantize import quantized
 from coaug.policy.prompts import Prompt, conversation, document_input, load_prompt
 
@@ -48,8 +49,9 @@ def augment_texts(
     """Augment every ``id -> user text``; cached results are reused, new ones are cached per batch.
 
     Empty texts are skipped with a warning and get an empty, format-invalid augmentation. The cache key
-    holds the decoding settings and the engine (``backend``); the policy fingerprint holds its dtype: engines
-    and dtypes round differently, so their outputs are never mixed.
+    holds the decoding settings and the engine (``backend``); the policy fingerprint holds its dtype and
+    whether its weights were packed: engines, kernels and dtypes round differently, so their outputs are never
+    mixed.
     """
     generation_key = decoding_key(generation, backend)
     keys = {i: cache_key(i, text, prompt.digest, policy.fingerprint, generation_key) for i, text in texts.items()}
@@ -106,20 +108,28 @@ def generation_backend(name: str, quantize: str) -> Generate:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What an augmentation run reads: its entry, the policy and the user text of each side (id -> text)."""
+    """What an augmentation run reads: its entry, the policy, the user text of each side (id -> text) and
+    whether the policy's Linear weights were prepacked for oneDNN."""
 
     augmentation: Augmentation
     policy: Policy
     texts: dict[str, dict[str, str]]
+    packed_weights: bool
 
     def cache_path(self, cache_dir: str) -> Path:
         return Path(cache_dir) / f"{self.policy.fingerprint}.jsonl"
 
 
-def load_inputs(augmentation: Augmentation, policy_params: PolicySection, augment: Augment, dataset: Dataset) -> Inputs:
+def load_inputs(
+    augmentation: Augmentation, policy_params: PolicySection, augment: Augment, dataset: Dataset, backend: str
+) -> Inputs:  # fmt: skip
     prepared = Path(dataset.prepared_dir)
     policy = load_policy(augmentation.policy, policy_params.cache_dir, policy_params.dtype)
     policy = quantized(policy, policy_params.quantize)
+    # vLLM decodes with its own copy of the weights: packing this one would only label its outputs wrongly.
+    packed_weights = policy_params.packed_weights and backend == "transformers" and pack_linear_layers(policy)
+    if packed_weights:  # other kernels round differently: their outputs get cache entries of their own
+        policy = dataclasses.replace(policy, fingerprint=f"{policy.fingerprint}-packed")
     texts: dict[str, dict[str, str]] = {"doc": {}, "query": {}}
     if augmentation.doc_prompt:
         budget = augment.doc_max_tokens
@@ -129,7 +139,7 @@ def load_inputs(augmentation: Augmentation, policy_params: PolicySection, augmen
         qrels = read_qrels(prepared / "qrels" / f"{dataset.eval_split}.tsv")
         queries = read_queries(prepared / "queries.jsonl")
         texts["query"] = {qid: queries[qid] for qid in qrels if qid in queries}
-    return Inputs(augmentation, policy, texts)
+    return Inputs(augmentation, policy, texts, packed_weights)
 
 
 def augment_sides(
@@ -144,7 +154,7 @@ def augment_sides(
     # The resolved dtype and engine: with policy.dtype auto the same params give other outputs on another CPU.
     stats: dict[str, Any] = {
         "policy": augmentation.policy, "fingerprint": policy.fingerprint, "format": augmentation.format,
-        "dtype": policy.dtype, "backend": backend,
+        "dtype": policy.dtype, "backend": backend, "packed_weights": inputs.packed_weights,
     }  # fmt: skip
     results = {}
     for side in SIDES:
@@ -171,7 +181,7 @@ def run_augmentation(
     for this one (the cache's lock) and then finds everything cached too.
     """
     generate = generation_backend(generation.backend, policy_params.quantize)
-    inputs = load_inputs(augmentation, policy_params, augment, dataset)
+    inputs = load_inputs(augmentation, policy_params, augment, dataset, generation.backend)
     with locked(inputs.cache_path(augment.cache_dir)):  # read the cache only once no other run is adding to it
         cache = AugmentCache(inputs.cache_path(augment.cache_dir))
         absorb_shards(cache)
@@ -190,7 +200,7 @@ def run_augmentation_shard(
     """Generate shard ``index`` of ``count`` of each side into the shard's own cache file (reusing what the
     main cache holds); writes no outputs. Returns the shard's stats."""
     generate = generation_backend(generation.backend, policy_params.quantize)
-    inputs = load_inputs(augmentation, policy_params, augment, dataset)
+    inputs = load_inputs(augmentation, policy_params, augment, dataset, generation.backend)
     main = inputs.cache_path(augment.cache_dir)
     shard = shard_cache_path(main, index, count)
     texts = {side: {i: every[i] for i in shard_ids(list(every), index, count)} for side, every in inputs.texts.items()}

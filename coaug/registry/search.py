@@ -60,10 +60,10 @@ class Result:
 
 
 class ServedSearch:
-    """The served champion, loaded once; :meth:`search` answers one query. ``packed_weights`` False keeps
-    the policy's plain Linear layers (same answers, slower: for benchmarks/search_latency.py)."""
+    """The served champion, loaded once; :meth:`search` answers one query. ``policy.packed_weights`` false
+    keeps the policy's plain Linear layers (same answers, slower: benchmarks/search_latency.py compares)."""
 
-    def __init__(self, params: Params, alias: str, dense_retriever: bool, packed_weights: bool = True):
+    def __init__(self, params: Params, alias: str, dense_retriever: bool):
         serving_dir = Path(params.promotion.serving_dir)
         manifest = read_manifest(serving_dir)
         name = manifest["model_name"]
@@ -78,7 +78,8 @@ class ServedSearch:
         if prompt is not None:
             policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
             self._augment_query = QueryAugmenter(
-                quantized(policy, params.policy.quantize), prompt, generation_params(params.generation), packed_weights
+                quantized(policy, params.policy.quantize), prompt, generation_params(params.generation),
+                params.policy.packed_weights,
             )  # fmt: skip
         index_dir = served_index(serving_dir, self.system)
         self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)

@@ -5,7 +5,8 @@ once. torch's plain ``linear`` hands oneDNN the weight in its stored layout at e
 ~7 GB/s of bf16 weights over the model's shapes on the developers' 2-core Zen 4 (~30 GB/s of read bandwidth);
 packed once, at load, the same shapes streamed at ~11 GB/s (fp32: ~10 -> ~15 GB/s), and a whole query
 answered 1.2-1.4x faster (benchmarks/search_latency.py compares both side by side); a corpus pass at batch 64
-ran 1.03-1.22x faster (benchmarks/augment_throughput.py --packed). Greedy and sampled outputs stayed
+ran 1.10-1.22x faster on a Zen 2 and a Zen 4 but 0.82-1.06x on a Zen 3 (benchmarks/augment_throughput.py
+--packed). Greedy and sampled outputs stayed
 token-identical in every side-by-side run. Inference only (``policy.packed_weights``: corpus passes and
 ``coaug search``): a packed weight takes no gradient.
 """

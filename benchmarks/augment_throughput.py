@@ -12,6 +12,7 @@ The CPU's model and the flags that decide ``policy.dtype: auto`` are printed fir
 first: absolute figures scale with the cores left to us, ratios much less.
 
     .venv/bin/python benchmarks/augment_throughput.py --docs 64 --batch-sizes 16 64
+    .venv/bin/python benchmarks/augment_throughput.py --dtypes float32 --batch-sizes 16 64 --packed --rounds 3
 
 Earlier findings kept for reference (shared 2-core AMD EPYC, AVX2 only): int8 dynamic quantisation 1.3x
 faster but 0/64 outputs equal to fp32 and off-topic text; bf16 prefill 2.3x slower than fp32 there, bf16
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,22 +85,35 @@ def main() -> None:
     conversations = [conversation(prompt, text) for text in inputs]
     print(f"{len(docs)} docs, text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}")
 
-    baseline, baseline_rate = None, None
+    # Rounds interleave the configurations, so that each ratio compares runs minutes apart: on a shared VM the
+    # same configuration drifts by up to 40% over a longer benchmark, which one pass per configuration mistakes
+    # for a difference between configurations.
+    rates: dict[Configuration, list[float]] = {config: [] for config in configurations}
     outputs: dict[Configuration, list[Completion]] = {}
-    for config in configurations:
-        completions, seconds = timed(lambda: generate_all(policies[config.dtype, config.packed], conversations, params, config))
-        generated = sum(c.new_tokens for c in completions)
-        rate = generated / seconds
-        baseline = baseline or completions
-        baseline_rate = baseline_rate or rate
-        outputs[config] = completions
-        full = NFCORPUS_DOCS * generated / len(docs) / rate
-        unpacked = f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(docs)}" if config.packed else ""
-        print(
-            f"{config.label()}: {rate:6.1f} tok/s  x{rate / baseline_rate:4.2f}  corpus ~{full / 60:5.1f} min  "
-            f"same as fp32 {same(baseline, completions)}/{len(docs)}{unpacked}  copy rate "
-            f"{copy_rate(inputs, completions):.2f}  load {load()}"
-        )
+    for round_number in range(1, args.rounds + 1):
+        for config in configurations:
+            completions, seconds = timed(lambda: generate_all(policies[config.dtype, config.packed], conversations, params, config))
+            generated = sum(c.new_tokens for c in completions)
+            rates[config].append(generated / seconds)
+            outputs.setdefault(config, completions)
+            baseline = outputs[configurations[0]]
+            full = NFCORPUS_DOCS * generated / len(docs) / rates[config][-1]
+            unpacked = f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(docs)}" if config.packed else ""
+            print(
+                f"round {round_number} {config.label()}: {rates[config][-1]:6.1f} tok/s  "
+                f"x{rates[config][-1] / rates[configurations[0]][-1]:4.2f}  corpus ~{full / 60:5.1f} min  "
+                f"same as fp32 {same(baseline, completions)}/{len(docs)}{unpacked}  "
+                f"same as round 1 {same(outputs[config], completions)}/{len(docs)}  copy rate "
+                f"{copy_rate(inputs, completions):.2f}  load {load()}"
+            )
+    if args.rounds > 1:
+        print(f"over {args.rounds} rounds, speed-up against {configurations[0].label().strip()} of the same round:")
+        for config in configurations:
+            ratios = round_ratios(rates[config], rates[configurations[0]])
+            print(
+                f"{config.label()}: median {statistics.median(rates[config]):6.1f} tok/s  "
+                f"x{statistics.median(ratios):4.2f} (rounds {min(ratios):4.2f}-{max(ratios):4.2f})"
+            )
     if args.save_outputs:
         Path(args.save_outputs).write_text(json.dumps([c.text for c in completions], indent=1))
 
@@ -117,6 +132,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16], help="engine batch sizes to time")
     parser.add_argument("--packed", action="store_true", help="also time each prefix-once configuration with packed weights")
+    parser.add_argument("--rounds", type=int, default=1, help="times each configuration, interleaved; >1 adds median ratios")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 keeps torch's default)")
     parser.add_argument("--save-outputs", help="write the last configuration's texts to this JSON file")
     return parser.parse_args()
@@ -138,6 +154,11 @@ def generate_all(policy: Policy, conversations: list[list[dict]], params: Genera
     for indices, completions in batches:
         results.update(zip(indices, completions))
     return [results[i] for i in range(len(conversations))]
+
+
+def round_ratios(rates: list[float], baseline_rates: list[float]) -> list[float]:
+    """Each round's rate over the baseline configuration's rate in the same round."""
+    return [rate / baseline for rate, baseline in zip(rates, baseline_rates, strict=True)]
 
 
 def same(reference: list[Completion], completions: list[Completion]) -> int:

@@ -289,18 +289,27 @@ def test_the_control_samples_and_scores_the_same_step_but_learns_from_shuffled_r
 
 
 def test_old_logprobs_recorded_while_sampling_give_the_update_of_recomputed_ones(params, tmp_path, monkeypatch):
-    params["train"]["steps"] = 1
+    params["train"].update(steps=1, dtype="float32")  # auto would pick bf16 on a CPU with native bf16
     scored = []
     recompute = trainer_module.completion_scores
     monkeypatch.setattr(trainer_module, "completion_scores", lambda *a, **kw: scored.append(kw["with_entropy"]) or recompute(*a, **kw))
     logged = {}
-    for setting in ("auto", "recompute"):  # auto: recorded, as the tiny model trains in float32
+    for setting in ("auto", "recompute"):  # auto: recorded, as the update computes in float32
         params["train"]["old_logprobs"] = setting
         run_training(params, lambda step, m: logged.update({setting: m}), lambda *_: None)
         assert scored.count(True) == (1 if setting == "recompute" else 0)  # the scoring pass before the first mini-batch
     for metric in ("loss", "grad_norm", "entropy", "clip_fraction", "kl_to_initial"):
         assert logged["auto"][metric] == pytest.approx(logged["recompute"][metric], abs=1e-5), metric
     assert logged["auto"]["reward_query_mean"] == logged["recompute"]["reward_query_mean"]  # the same rollouts
+
+
+def test_old_logprobs_are_recomputed_when_the_update_computes_in_bf16(params, monkeypatch):
+    params["train"].update(steps=1, dtype="bfloat16", old_logprobs="auto")
+    scored = []
+    recompute = trainer_module.completion_scores
+    monkeypatch.setattr(trainer_module, "completion_scores", lambda *a, **kw: scored.append(kw["with_entropy"]) or recompute(*a, **kw))
+    run_training(params, lambda *_: None, lambda *_: None)
+    assert scored.count(True) == 1  # bf16 rollouts sample in other arithmetic than the update: one scoring pass
 
 
 def test_an_unknown_old_logprobs_setting_fails(params):

@@ -13,7 +13,8 @@ the ratio of each to the first configuration. The configurations:
   copy held in memory; here the starting weights are reloaded, ~1 s); its rollouts go through the shared
   generation code, so they are sampled by inverse CDF (coaug.policy.sampling) like ``after``'s;
 - ``after``: the defaults: each prompt prefilled once for all of its rollouts (coaug.rl.rollouts),
-  completion-only log-probs, micro-batches whose shared prompt prefix is scored once, the KL every ``kl_every`` steps,
+  completion-only log-probs, micro-batches whose shared prompt prefix is scored once and each of whose prompts is
+  scored once for all of its rollouts there, the KL every ``kl_every`` steps,
   the old log-probs recorded while sampling where rollouts and update compute in fp32 (``train.old_logprobs``),
   ``train.dtype`` (auto: bf16 where the CPU computes bf16 natively: rollouts from a bf16 cast of the
   weights, scoring and update under autocast) and ``generation_batch_size``; full fine-tuning;

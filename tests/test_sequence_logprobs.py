@@ -22,6 +22,13 @@ SHARED = [
     ([4, 5, 18, 19], [21, 22, 23]), ([1, 2, 3, 8, 9, 10], [11, 12]), ([4, 5], [26]), ([1, 2, 3, 13, 14, 15], [16]),
     ([27], [28, 29]), ([1, 2, 3, 17, 20], [24, 25, 30]), ([4, 5, 31], [32]),
 ]
+# Rollouts: several completions of one prompt (each prompt computed once per micro-batch), prompts sharing a
+# prefix, and one-token completions (in micro-batches of 2 the last holds only the one-token row of [4, 5]).
+ROLLOUTS = [
+    ([1, 2, 3, 8, 9], [10, 11]), ([1, 2, 3, 8, 9], [12]), ([1, 2, 3, 13], [14, 15, 16]), ([1, 2, 3, 8, 9], [17, 18, 19]),
+    ([1, 2, 3, 13], [20]), ([4, 5], [21, 22]), ([4, 5], [23]),
+]
+KINDS = pytest.mark.parametrize("sequences", [SEQUENCES, SHARED, ROLLOUTS], ids=["own prompts", "shared prefixes", "rollouts"])
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,13 @@ def test_a_shared_prefix_comes_first_then_each_prompt_left_padded():
     assert batch.prefix_length == 2
 
 
+def test_rows_of_one_prompt_point_at_its_first_row():
+    batch = align_completions([([1, 2], [3]), ([4], [5]), ([1, 2], [6, 7]), ([4], [8]), ([1, 2], [9])], PAD)
+
+    assert batch.prompt_rows == [0, 1]
+    assert batch.prompt_of_row.tolist() == [0, 1, 0, 1, 0]
+
+
 def test_the_shared_prefix_leaves_every_prompt_its_last_token():
     assert shared_prefix_length([[1, 2, 3, 8], [1, 2, 3, 9, 10]]) == 3
     assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 9]]) == 2  # the first prompt keeps token 3
@@ -61,8 +75,12 @@ def test_scoring_order_puts_the_longest_prompts_first():
     assert scoring_order([([1], [2]), ([1, 2, 3], [4]), ([5, 6], [7]), ([8, 9, 10], [11])]) == [1, 3, 2, 0]
 
 
+def test_scoring_order_puts_the_rows_of_one_prompt_together():
+    assert scoring_order([([8, 9], [1]), ([5, 6], [2]), ([8, 9], [3]), ([5, 6], [4]), ([7], [5])]) == [1, 3, 0, 2, 4]
+
+
 @pytest.mark.parametrize("micro_batch_size", [1, 2, 3, 8])
-@pytest.mark.parametrize("sequences", [SEQUENCES, SHARED], ids=["own prompts", "shared prefixes"])
+@KINDS
 def test_completion_only_scores_equal_the_full_softmax_reference(model, micro_batch_size, sequences):
     with torch.no_grad():
         reference = full_softmax_scores(model, sequences, PAD, temperature=1.2, with_entropy=True)
@@ -74,7 +92,7 @@ def test_completion_only_scores_equal_the_full_softmax_reference(model, micro_ba
     torch.testing.assert_close(fast.entropy * fast.mask, reference.entropy * reference.mask, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("sequences", [SEQUENCES, SHARED], ids=["own prompts", "shared prefixes"])
+@KINDS
 def test_gradients_through_the_completion_only_scores_equal_the_reference(model, sequences):
     def grads(score):
         model.zero_grad()

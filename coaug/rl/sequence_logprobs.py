@@ -8,11 +8,15 @@ one kind (a query's, a document's) share a micro-batch. In each micro-batch ever
 same column: the tokens all its prompts begin with (chat template and system prompt, ~35 of a document
 prompt's ~124 tokens) come first and go through the model once, as a KV cache that every row continues from;
 then the rest of each prompt, left-padded, then the completions, right-padded; positions are counted from the
-attention mask. Gradients flow through that shared cache into the one prefix forward, so they are those of
-the rows computed whole. The model's head runs on the completion positions only (``logits_to_keep``) instead
-of every prompt position, and the log-softmax is ``logit[token] - logsumexp(logits)`` without materialising a
-second vocabulary-sized tensor. :func:`full_softmax_scores` is the plain reference (every row whole, head on
-every position, full ``log_softmax``) that tests and benchmarks compare against.
+attention mask. Rows with the same prompt (the ``train.rollouts`` samples of one text) are neighbours, and a
+micro-batch computes each of its prompts once: the rest of a repeated prompt goes through the model once and
+its KV cache is copied to each of its rows, which then run their completions only (with 4 rollouts a text,
+the scoring pass before the update runs 2 document prompts per micro-batch of 8 instead of 8). Gradients
+flow through those shared caches into the one prefix forward and the one prompt forward, so they are those
+of the rows computed whole. The model's head runs on the completion positions only instead of every prompt
+position, and the log-softmax is ``logit[token] - logsumexp(logits)`` without materialising a second
+vocabulary-sized tensor. :func:`full_softmax_scores` is the plain reference (every row whole, head on every
+position, full ``log_softmax``) that tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ class TokenScores:
 class AlignedBatch:
     """``input_ids``/``attention``/``positions``: (sequences, P + C) with prompts ending at column P, the
     first ``prefix_length`` columns the same tokens in every row; ``targets``/``mask``: (sequences, C), the
-    completion tokens and which of them are real."""
+    completion tokens and which of them are real; ``prompt_rows``: the first row of each distinct prompt, and
+    ``prompt_of_row``: (sequences,) the position in ``prompt_rows`` of each row's prompt."""
 
     input_ids: torch.Tensor
     attention: torch.Tensor
     positions: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    prompt_rows: list[int]
+    prompt_of_row: torch.Tensor
     prefix_length: int = 0
 
 
@@ -63,7 +70,15 @@ def align_completions(sequences: list[tuple[list[int], list[int]]], pad_id: int,
         mask[row, : len(completion)] = 1.0
     # Positions count real tokens only, so padding moves no token (a pad repeats its left neighbour's, masked anyway).
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return AlignedBatch(input_ids, attention, positions, input_ids[:, prompt_width:], mask, prefix_length)
+    distinct: dict[tuple[int, ...], int] = {}  # prompt -> its position in prompt_rows
+    prompt_rows, prompt_of_row = [], []
+    for row, (prompt, _) in enumerate(sequences):
+        if tuple(prompt) not in distinct:
+            distinct[tuple(prompt)] = len(prompt_rows)
+            prompt_rows.append(row)
+        prompt_of_row.append(distinct[tuple(prompt)])
+    targets = input_ids[:, prompt_width:]
+    return AlignedBatch(input_ids, attention, positions, targets, mask, prompt_rows, torch.tensor(prompt_of_row), prefix_length)
 
 
 def shared_prefix_length(prompts: list[list[int]]) -> int:
@@ -73,9 +88,10 @@ def shared_prefix_length(prompts: list[list[int]]) -> int:
 
 
 def scoring_order(sequences: list[tuple[list[int], list[int]]]) -> list[int]:
-    """Indices with the longest prompts first (ties in input order): neighbours are prompts of one kind and
-    length, so a micro-batch of them shares the longest prefix and pads least."""
-    return sorted(range(len(sequences)), key=lambda i: (-len(sequences[i][0]), i))
+    """Indices with the longest prompts first, rows of the same prompt together (then in input order):
+    neighbours are prompts of one kind and length, so a micro-batch of them shares the longest prefix, pads
+    least and computes each of its prompts once."""
+    return sorted(range(len(sequences)), key=lambda i: (-len(sequences[i][0]), sequences[i][0], i))
 
 
 def completion_scores(
@@ -111,19 +127,43 @@ def completion_scores(
 
 
 def completion_logits(model, batch: AlignedBatch, device) -> torch.Tensor:
-    """The logits that predict each completion token of ``batch``: (sequences, C, vocabulary)."""
-    shared = batch.prefix_length
-    inputs = {}
+    """The logits that predict each completion token of ``batch``: (sequences, C, vocabulary).
+
+    The shared prefix goes through the model once (one row). Where some rows share a whole prompt, the rest of
+    each distinct prompt goes through once (one row per prompt, continuing the prefix's cache), then every
+    row's completion but its last token, continuing a copy of its prompt's cache; where every row has a prompt
+    of its own, prompt and completion go through in one forward (splitting them made the backward ~8% slower).
+    A prompt's last position predicts the first completion token; completion position t predicts token t + 1."""
+    shared, prompt_width = batch.prefix_length, batch.input_ids.shape[1] - batch.targets.shape[1]
+    input_ids, attention, positions = (t.to(device) for t in (batch.input_ids, batch.attention, batch.positions))
+    repeated = len(batch.prompt_rows) < len(input_ids)
+    cache = None
     if shared:
-        prefix = batch.input_ids[:1, :shared].to(device)
+        prefix = input_ids[:1, :shared]
         cache = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True, logits_to_keep=1).cache
-        cache.batch_repeat_interleave(len(batch.input_ids))
-        inputs["cache"] = cache
-    # Position P-1 predicts the first completion token: keep the last C+1 positions, drop the final one.
-    return model(
-        input_ids=batch.input_ids[:, shared:].to(device), attention_mask=batch.attention.to(device),
-        position_ids=batch.positions[:, shared:].to(device), logits_to_keep=batch.targets.shape[1] + 1, **inputs,
-    ).logits[:, :-1]  # fmt: skip
+        cache.batch_repeat_interleave(len(batch.prompt_rows))
+    if not repeated:  # keep the last C + 1 positions and drop the final one
+        return model(
+            input_ids=input_ids[:, shared:], attention_mask=attention, position_ids=positions[:, shared:],
+            logits_to_keep=batch.targets.shape[1] + 1, cache=cache,
+        ).logits[:, :-1]  # fmt: skip
+    prompts = torch.tensor(batch.prompt_rows, device=device)
+    prompt_pass = model(
+        input_ids=input_ids[prompts, shared:prompt_width], attention_mask=attention[prompts, :prompt_width],
+        position_ids=positions[prompts, shared:prompt_width], cache=cache, use_cache=True, logits_to_keep=1,
+    )  # fmt: skip
+    row_prompt = batch.prompt_of_row.to(device)
+    first = prompt_pass.logits[row_prompt]
+    end = input_ids.shape[1] - 1  # the last completion token predicts nothing
+    if end == prompt_width:  # one-token completions: the prompts predicted all of them
+        return first
+    cache = prompt_pass.cache
+    cache.batch_select_indices(row_prompt)
+    rest = model(
+        input_ids=input_ids[:, prompt_width:end], attention_mask=attention[:, :end], position_ids=positions[:, prompt_width:end],
+        cache=cache,
+    ).logits  # fmt: skip
+    return torch.cat([first, rest], dim=1)
 
 
 def full_softmax_scores(

@@ -13,7 +13,8 @@ centred group advantages × role scale → one PPO epoch of ``mini_batches`` cli
 
 Cost (benchmarks/train_step.py): rollouts, old log-probs and the update run under bf16 autocast where the
 machine computes bf16 natively (``train.dtype``; weights and optimizer state stay fp32); log-probs are
-taken on completion positions only (coaug.rl.sequence_logprobs), ``micro_batch_size`` sequences per forward;
+taken on completion positions only, each prompt computed once for the rollouts of it that a micro-batch holds
+(coaug.rl.sequence_logprobs), ``micro_batch_size`` sequences per forward;
 rollouts are sampled from a bf16 cast of the weights refreshed after each update (:func:`rollout_policy`);
 the KL to the initial policy is a metric only, measured every ``kl_every`` steps against the starting
 weights (LoRA: the same model with its adapters disabled; full fine-tuning: the starting policy reloaded
@@ -304,7 +305,8 @@ class CoaugTrainer:
                 # weighted by its share of the mini-batch's tokens, so the gradient equals one big forward.
                 tokens = old.mask[mine].sum().clamp(min=1)
                 # The mini-batch's gradient is a sum over its rows, so their order is free: similar prompts
-                # together share a prefix and pad least (coaug.rl.sequence_logprobs.scoring_order).
+                # together share a prefix and pad least, and rollouts of one prompt in a micro-batch compute
+                # it once (coaug.rl.sequence_logprobs.scoring_order).
                 mine = [mine[i] for i in scoring_order([sequences[j] for j in mine])]
                 loss, clip_fraction = 0.0, 0.0
                 for start in range(0, len(mine), config.micro_batch_size):

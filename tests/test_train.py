@@ -288,11 +288,17 @@ def test_the_control_samples_and_scores_the_same_step_but_learns_from_shuffled_r
     assert (tmp_path / "ckpt" / "control").is_dir() and (tmp_path / "reports" / "control.json").is_file()
 
 
-def test_old_logprobs_recorded_while_sampling_give_the_update_of_recomputed_ones(params, tmp_path, monkeypatch):
-    params["train"].update(steps=1, dtype="float32")  # auto would pick bf16 on a CPU with native bf16
-    scored = []
+@pytest.fixture
+def scored(monkeypatch):
+    """``with_entropy`` of every scoring call the trainer makes (True only for the pass before the update)."""
+    calls = []
     recompute = trainer_module.completion_scores
-    monkeypatch.setattr(trainer_module, "completion_scores", lambda *a, **kw: scored.append(kw["with_entropy"]) or recompute(*a, **kw))
+    monkeypatch.setattr(trainer_module, "completion_scores", lambda *a, **kw: calls.append(kw["with_entropy"]) or recompute(*a, **kw))
+    return calls
+
+
+def test_old_logprobs_recorded_while_sampling_give_the_update_of_recomputed_ones(params, scored):
+    params["train"].update(steps=1, dtype="float32")  # auto would pick bf16 on a CPU with native bf16
     logged = {}
     for setting in ("auto", "recompute"):  # auto: recorded, as the update computes in float32
         params["train"]["old_logprobs"] = setting
@@ -303,11 +309,8 @@ def test_old_logprobs_recorded_while_sampling_give_the_update_of_recomputed_ones
     assert logged["auto"]["reward_query_mean"] == logged["recompute"]["reward_query_mean"]  # the same rollouts
 
 
-def test_old_logprobs_are_recomputed_when_the_update_computes_in_bf16(params, monkeypatch):
+def test_old_logprobs_are_recomputed_when_the_update_computes_in_bf16(params, scored):
     params["train"].update(steps=1, dtype="bfloat16", old_logprobs="auto")
-    scored = []
-    recompute = trainer_module.completion_scores
-    monkeypatch.setattr(trainer_module, "completion_scores", lambda *a, **kw: scored.append(kw["with_entropy"]) or recompute(*a, **kw))
     run_training(params, lambda *_: None, lambda *_: None)
     assert scored.count(True) == 1  # bf16 rollouts sample in other arithmetic than the update: one scoring pass
 

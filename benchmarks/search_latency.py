@@ -1,6 +1,6 @@
 """Latency of ``coaug search`` per query, three engines side by side in one run: plain weights and
 ``model.generate``; prepacked weights and ``model.generate``; prepacked weights and coaug's own greedy loop
-(coaug.policy.greedy_decoder, what ``coaug search`` runs where it applies: a Llama-architecture policy).
+(coaug.policy.greedy_decoder, what ``coaug search`` runs where it applies: a Llama or Qwen2 policy).
 
 Warm-up is everything ``coaug search`` loads before the first query: the serving manifest, the registry
 check, the policy (downloaded from the registry on first use, then cached; its Linear weights prepacked for

@@ -20,7 +20,7 @@ from coaug.policy.prompts import Prompt
 from coaug.policy.quantize import quantized
 
 from .test_generation import conversations
-from .tiny_models import TRAINING_TEXT, build_tiny_llama
+from .tiny_models import TRAINING_TEXT, build_tiny_llama, build_tiny_qwen2
 
 GENERATION = GenerationParams(max_new_tokens=10)
 DTYPES = ["float32", pytest.param("bfloat16", marks=pytest.mark.skipif(not packs_dtype(torch.bfloat16), reason="no packed bf16 on this CPU"))]
@@ -36,6 +36,16 @@ def biased_folder(tmp_path_factory):
     return build_tiny_llama(tmp_path_factory.mktemp("greedy") / "biased", attention_bias=True, mlp_bias=True)
 
 
+@pytest.fixture(scope="module")
+def qwen2_folder(tmp_path_factory):
+    return build_tiny_qwen2(tmp_path_factory.mktemp("greedy") / "qwen2")
+
+
+@pytest.fixture
+def folders(tiny_folder, biased_folder, qwen2_folder):
+    return {"llama": tiny_folder, "llama with biases": biased_folder, "qwen2": qwen2_folder}
+
+
 def packed_decoder(policy, generation=GENERATION) -> GreedyDecoder:
     fused = fuse_projections(policy)
     assert pack_linear_layers(policy)
@@ -43,7 +53,7 @@ def packed_decoder(policy, generation=GENERATION) -> GreedyDecoder:
 
 
 def randomise_biases(policy) -> None:
-    """Llama initialises its biases to zero; random ones make the fused bias matter."""
+    """Llama and Qwen2 initialise their biases to zero; random ones make the fused bias matter."""
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in policy.model.modules():
@@ -52,13 +62,11 @@ def randomise_biases(policy) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("biases", [False, True])
-def test_the_loop_writes_generates_greedy_tokens(tiny_folder, biased_folder, tmp_path, dtype, biases):
-    folder = biased_folder if biases else tiny_folder
-    reference = load_policy(str(folder), tmp_path / "cache", dtype)
-    policy = load_policy(str(folder), tmp_path / "cache", dtype)
-    if biases:
-        randomise_biases(reference), randomise_biases(policy)
+@pytest.mark.parametrize("model", ["llama", "llama with biases", "qwen2"])
+def test_the_loop_writes_generates_greedy_tokens(folders, tmp_path, dtype, model):
+    reference = load_policy(str(folders[model]), tmp_path / "cache", dtype)
+    policy = load_policy(str(folders[model]), tmp_path / "cache", dtype)
+    randomise_biases(reference), randomise_biases(policy)
     convs = conversations()
     expected = generate_one_at_a_time(reference, convs, GENERATION)
     assert len({tuple(ids) for ids in expected}) > 1, "the tiny model answers prompts differently"
@@ -72,8 +80,10 @@ def test_the_loop_writes_generates_greedy_tokens(tiny_folder, biased_folder, tmp
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_each_step_gives_the_models_own_logits_bit_for_bit(tiny_folder, tmp_path, dtype):
-    policy = load_policy(str(tiny_folder), tmp_path / "cache", dtype)
+@pytest.mark.parametrize("model", ["llama", "qwen2"])
+def test_each_step_gives_the_models_own_logits_bit_for_bit(folders, tmp_path, dtype, model):
+    policy = load_policy(str(folders[model]), tmp_path / "cache", dtype)
+    randomise_biases(policy)
     decoder = packed_decoder(policy)
     prompt = tokenize_conversations(policy, conversations(3))[2]
     tokens = [17, 42, 99, 250, 3]
@@ -112,11 +122,14 @@ def test_next_token_is_generates_choice_after_the_repetition_penalty():
     assert next_token(logits, seen, 1.0) == 9
 
 
-def test_the_loop_runs_only_where_it_equals_generate(tiny_folder, tmp_path, monkeypatch):
-    def policy():
-        return load_policy(str(tiny_folder), tmp_path / "cache")
+def test_the_loop_runs_only_where_it_equals_generate(tiny_folder, qwen2_folder, tmp_path, monkeypatch):
+    def policy(folder=tiny_folder):
+        return load_policy(str(folder), tmp_path / "cache")
 
     assert decodes(policy(), GENERATION)
+    assert decodes(policy(qwen2_folder), GENERATION)
+    sliding = build_tiny_qwen2(tmp_path / "sliding", use_sliding_window=True, max_window_layers=0, sliding_window=16)
+    assert not decodes(policy(sliding), GENERATION)
     assert not decodes(policy(), dataclasses.replace(GENERATION, do_sample=True))
     assert not decodes(policy(), dataclasses.replace(GENERATION, cache_implementation="static"))
     assert not decodes(quantized(policy(), "int8"), GENERATION)
@@ -124,7 +137,7 @@ def test_the_loop_runs_only_where_it_equals_generate(tiny_folder, tmp_path, monk
     with_extra.model.generation_config.no_repeat_ngram_size = 3
     assert not decodes(with_extra, GENERATION)
     other_architecture = policy()
-    other_architecture.model.config.model_type = "qwen2"
+    other_architecture.model.config.model_type = "mistral"
     assert not decodes(other_architecture, GENERATION)
     monkeypatch.setattr(greedy_decoder, "packing_available", lambda policy: False)  # a GPU, or bf16 on AVX2
     assert not decodes(policy(), GENERATION)

@@ -1,4 +1,4 @@
-"""Tiny causal LMs built on the spot (no hub): a BPE tokenizer trained in ~1 s and a 2-layer Llama.
+"""Tiny causal LMs built on the spot (no hub): a BPE tokenizer trained in ~1 s and a 2-layer Llama or Qwen2.
 
 Shared by the policy, augmentation and training tests. Outputs are random-ish text, but deterministic.
 """
@@ -42,19 +42,32 @@ def build_tokenizer(vocab_size: int = 300):
 def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None, **config) -> Path:
     """Save a tiny random Llama + tokenizer (default: :func:`build_tokenizer`) to ``folder`` (a normal HF
     model folder) and return it; ``config`` adds LlamaConfig fields (e.g. ``attention_bias=True``)."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    return _build_tiny(folder, LlamaConfig, LlamaForCausalLM, seed, hidden, layers, tokenizer, config)
+
+
+def build_tiny_qwen2(folder: str | Path, seed: int = 0, **config) -> Path:
+    """Save a tiny random Qwen2 (Llama's decoder layer with biased q/k/v projections) + tokenizer to
+    ``folder``; ``config`` adds Qwen2Config fields (e.g. ``use_sliding_window=True``)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return _build_tiny(folder, Qwen2Config, Qwen2ForCausalLM, seed, 32, 2, None, config)
+
+
+def _build_tiny(folder, config_class, model_class, seed, hidden, layers, tokenizer, config) -> Path:
+    import torch
 
     folder = Path(folder)
     tokenizer = tokenizer or build_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    config = config_class(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
         tie_word_embeddings=False, **config,
     )  # fmt: skip
-    model = LlamaForCausalLM(config)
+    model = model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)

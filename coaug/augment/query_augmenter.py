@@ -5,7 +5,7 @@ prepacked for oneDNN (coaug.policy.packed_linear; at batch 1 a decoding step str
 packed layout streams faster with the same greedy output), and the prompt's chat template and system
 prompt, the same for every query, are prefilled once into a KV cache (coaug.policy.generation.PromptPrefix).
 Each query is then one batch of one, decoded with the same rule as the corpus pass (repetition penalty over
-prompt and output): where it gives ``model.generate``'s output token for token (a Llama-architecture policy
+prompt and output): where it gives ``model.generate``'s output token for token (a Llama or Qwen2 policy
 with packed weights, greedy), by coaug's own loop without generate's per-step machinery
 (coaug.policy.greedy_decoder), else by ``model.generate``.
 """

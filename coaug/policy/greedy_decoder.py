@@ -15,8 +15,8 @@ With ``coaug search``'s 24 new tokens a query took 0.49 s instead of 0.63 s (ben
 
 The prompt is prefilled by the model itself (after the shared prefix of :class:`PromptPrefix`), and each next
 token is chosen as ``generate`` chooses it: fp32 logits, the repetition penalty over prompt and output, argmax;
-eos or ``max_new_tokens`` stop. Only what was checked equal is taken (:func:`decodes`): a Llama-architecture
-model on a CPU with packed weights, greedy decoding, and a generation config that makes ``generate`` add no
+eos or ``max_new_tokens`` stop. Only what was checked equal is taken (:func:`decodes`): a Llama or Qwen2
+model (Qwen2's layer is Llama's with biased q/k/v) without sliding-window attention, on a CPU with packed weights, greedy decoding, and a generation config that makes ``generate`` add no
 other logits processor. The fused matrices are copies: a served policy holds its q/k/v and gate/up weights
 twice (+140 MB for SmolLM2-135M in bf16).
 """
@@ -30,8 +30,9 @@ from coaug.policy.generation import GenerationParams, PromptPrefix
 from coaug.policy.model import Policy
 from coaug.policy.packed_linear import PackedLinear, packing_available
 
-# The architectures whose decoder layer this loop replays (transformers' modeling_llama.py).
-MODEL_TYPES = ("llama",)
+# The architectures whose decoder layer this loop replays (transformers' modeling_llama.py; modeling_qwen2.py
+# differs only in its sliding window, which :func:`decodes` refuses).
+MODEL_TYPES = ("llama", "qwen2")
 # Generation-config fields with which ``model.generate`` adds a logits processor or a stopping rule; the
 # loop runs only where each keeps transformers' default.
 GENERATE_EXTRAS = (
@@ -43,13 +44,15 @@ GENERATE_EXTRAS = (
 
 
 def decodes(policy: Policy, generation: GenerationParams) -> bool:
-    """Whether :class:`GreedyDecoder` gives ``model.generate``'s greedy output for ``policy``: a Llama
-    architecture with plain Linear layers (not quantised) that can be packed on this CPU, greedy decoding with
-    the dynamic cache, and no generation-config extra (:data:`GENERATE_EXTRAS`)."""
+    """Whether :class:`GreedyDecoder` gives ``model.generate``'s greedy output for ``policy``: an
+    architecture of :data:`MODEL_TYPES` with full attention in every layer (the loop has no sliding window) and
+    plain Linear layers (not quantised) that can be packed on this CPU, greedy decoding with the dynamic cache,
+    and no generation-config extra (:data:`GENERATE_EXTRAS`)."""
     model = policy.model
     defaults = GenerationConfig()
     return (
         getattr(model.config, "model_type", None) in MODEL_TYPES
+        and "sliding_attention" not in (getattr(model.config, "layer_types", None) or ())
         and all(type(module) is torch.nn.Linear for module in _linears(model))
         and packing_available(policy)
         and not generation.do_sample
@@ -132,7 +135,8 @@ class GreedyDecoder:
         return output.logits[:, -1, :].to(torch.float32), keys, values
 
     def _step(self, token: int, position: int, keys: list, values: list):
-        """One decoding step: transformers' LlamaDecoderLayer op by op, on the fused matrices and buffers."""
+        """One decoding step: transformers' LlamaDecoderLayer (= Qwen2DecoderLayer without a sliding window)
+        op by op, on the fused matrices and buffers."""
         decoder = self._model.model
         hidden = decoder.embed_tokens(torch.tensor([[token]]))
         # transformers' apply_rotary_pos_emb, with cos and sin broadcast over the heads once per step, and the

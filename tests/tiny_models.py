@@ -44,7 +44,7 @@ def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers
     model folder) and return it; ``config`` adds LlamaConfig fields (e.g. ``attention_bias=True``)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    return _build_tiny(folder, LlamaConfig, LlamaForCausalLM, seed, hidden, layers, tokenizer, config)
+    return _build_tiny(folder, LlamaConfig, LlamaForCausalLM, seed, hidden, layers, tokenizer, **config)
 
 
 def build_tiny_qwen2(folder: str | Path, seed: int = 0, **config) -> Path:
@@ -52,10 +52,10 @@ def build_tiny_qwen2(folder: str | Path, seed: int = 0, **config) -> Path:
     ``folder``; ``config`` adds Qwen2Config fields (e.g. ``use_sliding_window=True``)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    return _build_tiny(folder, Qwen2Config, Qwen2ForCausalLM, seed, 32, 2, None, config)
+    return _build_tiny(folder, Qwen2Config, Qwen2ForCausalLM, seed, **config)
 
 
-def _build_tiny(folder, config_class, model_class, seed, hidden, layers, tokenizer, config) -> Path:
+def _build_tiny(folder, config_class, model_class, seed=0, hidden=32, layers=2, tokenizer=None, **config) -> Path:
     import torch
 
     folder = Path(folder)

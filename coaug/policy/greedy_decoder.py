@@ -15,10 +15,11 @@ With ``coaug search``'s 24 new tokens a query took 0.49 s instead of 0.63 s (ben
 
 The prompt is prefilled by the model itself (after the shared prefix of :class:`PromptPrefix`), and each next
 token is chosen as ``generate`` chooses it: fp32 logits, the repetition penalty over prompt and output, argmax;
-eos or ``max_new_tokens`` stop. Only what was checked equal is taken (:func:`decodes`): a Llama or Qwen2
-model (Qwen2's layer is Llama's with biased q/k/v) without sliding-window attention, on a CPU with packed weights, greedy decoding, and a generation config that makes ``generate`` add no
-other logits processor. The fused matrices are copies: a served policy holds its q/k/v and gate/up weights
-twice (+140 MB for SmolLM2-135M in bf16).
+eos or ``max_new_tokens`` stop. Only what was checked equal is taken (:func:`decodes`): a Llama or Qwen2 model
+(Qwen2's layer is Llama's with biased q/k/v) without sliding-window attention, on a CPU with packed weights,
+greedy decoding, and a generation config that makes ``generate`` add no other logits processor. The fused
+matrices are copies: a served policy holds its q/k/v and gate/up weights twice (+140 MB for SmolLM2-135M in
+bf16).
 """
 
 from __future__ import annotations

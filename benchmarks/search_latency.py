@@ -44,6 +44,7 @@ from coaug.policy.model import load_policy
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import load_prompt
 from coaug.registry.search import ServedSearch
+from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
 # name: (packed weights, coaug's own greedy loop)
 ENGINES = {"plain weights": (False, False), "packed, generate": (True, False), "packed, own loop": (True, True)}
@@ -59,7 +60,7 @@ class Timings:
 def main() -> None:
     args = parse_args()
     params = P.load_params(args.params)
-    print(f"CPU: {describe_machine()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}")
+    print(f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}")
     queries = eval_queries(params.dataset, args.queries)
     engines = {}
     for name, (packed, own_loop) in ENGINES.items():

@@ -42,6 +42,7 @@ from coaug.rl.rollouts import SampledCompletion
 from coaug.rl.sequence_logprobs import full_softmax_scores
 from coaug.rl.run import make_similarity, with_lora
 from coaug.rl.config import train_config
+from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
 CONFIGURATIONS = ("before", "after", "after+recompute", "after+lora")
 
@@ -64,7 +65,7 @@ def main() -> None:
                for kind in ("query", "doc")}  # fmt: skip
     similarity = make_similarity(base, params.dense, corpus)
     cache_dir = params.policy.cache_dir
-    print(f"CPU: {describe_machine()} | train.dtype {base.dtype} -> {machine_dtype(base.dtype)} | load {load()}")
+    print(f"CPU: {describe_machine()} | {describe_kernels()} | train.dtype {base.dtype} -> {machine_dtype(base.dtype)} | load {load()}")
     texts = base.queries_per_step * (1 + base.k_pos + base.k_hardneg + base.k_randneg) * base.rollouts
     print(f"step {args.step}: {texts} sampled texts, {base.max_new_tokens} new tokens, {base.mini_batches} mini-batches")
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coaug import runtime_env
+from coaug.data.beir import read_corpus
 from coaug.policy.generation import Completion, GenerationParams, generate_batches, length_buckets, tokenize_conversations
 from coaug.policy.model import Policy, load_policy
 from coaug.policy.packed_linear import pack_linear_layers, packs_dtype
@@ -88,7 +89,7 @@ def main() -> None:
         if packed:
             pack_linear_layers(policy)
     plain = policies["float32", False]
-    corpus = read_corpus_docs(args.corpus)
+    corpus = list(read_corpus(Path(args.corpus)).values())
     corpus_inputs = [document_input(plain.tokenizer, d["title"], d["text"], args.text_tokens) for d in corpus]
     lengths = [len(ids) for ids in tokenize_conversations(plain, [conversation(prompt, text) for text in corpus_inputs])]
     chosen = corpus_pass_sample(lengths, args.docs, max(args.batch_sizes))
@@ -149,11 +150,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 keeps torch's default)")
     parser.add_argument("--save-outputs", help="write the last configuration's texts to this JSON file")
     return parser.parse_args()
-
-
-def read_corpus_docs(path: str) -> list[dict]:
-    with open(Path(path), encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def corpus_pass_sample(lengths: list[int], count: int, batch_size: int) -> list[int]:

@@ -1,5 +1,6 @@
-"""Latency of ``coaug search`` per query, three engines side by side in one run: plain weights and
+"""Latency of ``coaug search`` per query, four engines side by side in one run: plain weights and
 ``model.generate``; prepacked weights and ``model.generate``; prepacked weights and coaug's own greedy loop
+with its decoder layers as eager Python; the same loop with the layers in TorchScript
 (coaug.policy.greedy_decoder, what ``coaug search`` runs where it applies: a Llama or Qwen2 policy).
 
 Warm-up is everything ``coaug search`` loads before the first query: the serving manifest, the registry
@@ -19,7 +20,8 @@ query prompt; retrieval adds milliseconds:
 
 The first line names the CPU and the flags that decide ``policy.dtype: auto``; then p50/p95 per query of
 each engine (with a served champion: the whole answer, its augmentation and its retrieval), and for each
-faster engine the ratio of its p50 to the plain engine's and how many augmentations it wrote identically.
+faster engine the ratio of its p50 to the plain engine's and to the engine before it, and how many
+augmentations it wrote identically to the plain engine.
 On a busy machine set ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads made a query up to 5x slower.
 """
 
@@ -46,8 +48,11 @@ from coaug.policy.prompts import load_prompt
 from coaug.registry.search import ServedSearch
 from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
-# name: (packed weights, coaug's own greedy loop)
-ENGINES = {"plain weights": (False, False), "packed, generate": (True, False), "packed, own loop": (True, True)}
+# name: (packed weights, coaug's own greedy loop, its layers in TorchScript)
+ENGINES = {
+    "plain weights": (False, False, False), "packed, generate": (True, False, False),
+    "packed, own loop, eager": (True, True, False), "packed, own loop": (True, True, True),
+}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -63,10 +68,10 @@ def main() -> None:
     print(f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}")
     queries = eval_queries(params.dataset, args.queries)
     engines = {}
-    for name, (packed, own_loop) in ENGINES.items():
+    for name, (packed, own_loop, scripted) in ENGINES.items():
         started = time.perf_counter()
         try:
-            engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed, own_loop)
+            engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed, own_loop, scripted)
         except CoaugError as error:
             raise SystemExit(f"{error} (or time a policy's query augmentation alone: --policy SPEC)") from None
         print(f"{name}: warm-up {time.perf_counter() - started:.2f} s")
@@ -78,26 +83,28 @@ def main() -> None:
             timings[name].augmentation.append(augment_seconds)
             timings[name].augmentations.append(augmentation)
     print(f"{len(queries)} queries, {params.generation.max_new_tokens} new tokens at most {load()}")
+    width = max(map(len, ENGINES))
     for name, timing in timings.items():
-        print(f"{name:>15} {figures('augmentation', timing.augmentation)}")
+        print(f"{name:>{width}} {figures('augmentation', timing.augmentation)}")
         if args.policy is None:  # with --policy the augmentation is the whole answer
-            print(f"{name:>15} {figures('total', timing.total)}")
-            print(f"{name:>15} {figures('retrieval', [t - a for t, a in zip(timing.total, timing.augmentation)])}")
-    plain, *faster = ENGINES
-    for name in faster:
+            print(f"{name:>{width}} {figures('total', timing.total)}")
+            print(f"{name:>{width}} {figures('retrieval', [t - a for t, a in zip(timing.total, timing.augmentation)])}")
+    names = list(ENGINES)
+    plain = names[0]
+    for previous, name in zip(names, names[1:]):
         fast = timings[name]
         same = sum(a == b for a, b in zip(timings[plain].augmentations, fast.augmentations))
-        print(f"{name} vs {plain}: p50 x{statistics.median(timings[plain].total) / statistics.median(fast.total):.2f} | "
+        print(f"{name} vs {plain}: p50 x{p50_ratio(timings[plain], fast):.2f}, vs {previous}: x{p50_ratio(timings[previous], fast):.2f} | "
               f"identical augmentations {same}/{len(queries)}")  # fmt: skip
 
 
 Answer = Callable[[str], tuple[float, float, str]]
 
 
-def served_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool) -> Answer:
+def served_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool, scripted: bool) -> Answer:
     """``coaug search`` itself: seconds of the whole answer, of its augmentation, and the augmentation."""
     engine_params = dataclasses.replace(params, policy=dataclasses.replace(params.policy, packed_weights=packed))
-    engine = ServedSearch(engine_params, args.alias or params.search.alias, args.dense, own_loop)
+    engine = ServedSearch(engine_params, args.alias or params.search.alias, args.dense, own_loop, scripted)
     k = args.k if args.k is not None else params.search.k
     print(f"system {engine.system}, k {k}")
 
@@ -108,11 +115,11 @@ def served_engine(params: Params, args: argparse.Namespace, packed: bool, own_lo
     return answer
 
 
-def augmentation_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool) -> Answer:
+def augmentation_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool, scripted: bool) -> Answer:
     """The query augmentation of ``coaug search`` for ``--policy`` and the params.yaml query prompt."""
     prompt = load_prompt(params.augment.prompts_dir, args.format, args.prompt)
     policy = load_policy(args.policy, params.policy.cache_dir, params.policy.dtype)
-    augment = QueryAugmenter(policy, prompt, generation_params(params.generation), packed, own_loop)
+    augment = QueryAugmenter(policy, prompt, generation_params(params.generation), packed, own_loop, scripted)
 
     def answer(query: str) -> tuple[float, float, str]:
         started = time.perf_counter()
@@ -146,6 +153,10 @@ def eval_queries(dataset: Dataset, count: int) -> list[str]:
     qrels = read_qrels(folder / "qrels" / f"{dataset.eval_split}.tsv")
     queries = read_queries(folder / "queries.jsonl")
     return [queries[qid] for qid in qrels if qid in queries][:count]
+
+
+def p50_ratio(slower: Timings, faster: Timings) -> float:
+    return statistics.median(slower.total) / statistics.median(faster.total)
 
 
 def figures(label: str, seconds: list[float]) -> str:

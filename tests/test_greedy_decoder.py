@@ -46,10 +46,10 @@ def folders(tiny_folder, biased_folder, qwen2_folder):
     return {"llama": tiny_folder, "llama with biases": biased_folder, "qwen2": qwen2_folder}
 
 
-def packed_decoder(policy, generation=GENERATION) -> GreedyDecoder:
+def packed_decoder(policy, generation=GENERATION, scripted=True) -> GreedyDecoder:
     fused = fuse_projections(policy)
     assert pack_linear_layers(policy)
-    return GreedyDecoder(policy, generation, fused)
+    return GreedyDecoder(policy, generation, fused, scripted)
 
 
 def randomise_biases(policy) -> None:
@@ -79,12 +79,13 @@ def test_the_loop_writes_generates_greedy_tokens(folders, tmp_path, dtype, model
     assert [decoder(prompt, None) for prompt in prompts] == expected
 
 
+@pytest.mark.parametrize("scripted", [True, False], ids=["torchscript", "eager"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("model", ["llama", "qwen2"])
-def test_each_step_gives_the_models_own_logits_bit_for_bit(folders, tmp_path, dtype, model):
+@pytest.mark.parametrize("model", ["llama", "llama with biases", "qwen2"])
+def test_each_step_gives_the_models_own_logits_bit_for_bit(folders, tmp_path, dtype, model, scripted):
     policy = load_policy(str(folders[model]), tmp_path / "cache", dtype)
     randomise_biases(policy)
-    decoder = packed_decoder(policy)
+    decoder = packed_decoder(policy, scripted=scripted)
     prompt = tokenize_conversations(policy, conversations(3))[2]
     tokens = [17, 42, 99, 250, 3]
 
@@ -139,6 +140,9 @@ def test_the_loop_runs_only_where_it_equals_generate(tiny_folder, qwen2_folder, 
     other_architecture = policy()
     other_architecture.model.config.model_type = "mistral"
     assert not decodes(other_architecture, GENERATION)
+    other_activation = policy()
+    other_activation.model.config.hidden_act = "gelu"
+    assert not decodes(other_activation, GENERATION)
     monkeypatch.setattr(greedy_decoder, "packing_available", lambda policy: False)  # a GPU, or bf16 on AVX2
     assert not decodes(policy(), GENERATION)
 

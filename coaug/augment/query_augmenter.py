@@ -25,18 +25,20 @@ from coaug.policy.prompts import Prompt, conversation
 class QueryAugmenter:
     """``augmenter(query) -> augmentation`` for ``prompt``; ``packed`` says whether the weights were packed,
     ``own_loop`` whether queries are decoded by :class:`GreedyDecoder` (``greedy_loop`` false keeps
-    ``model.generate``: the same tokens, slower; benchmarks/search_latency.py compares).
+    ``model.generate``, ``scripted_loop`` false runs the loop's layers as eager Python: the same tokens,
+    slower; benchmarks/search_latency.py compares).
 
     ``policy`` is modified in place when ``packed_weights`` packs it: it serves inference only from then on.
     """
 
     def __init__(
-        self, policy: Policy, prompt: Prompt, generation: GenerationParams, packed_weights: bool, greedy_loop: bool = True
+        self, policy: Policy, prompt: Prompt, generation: GenerationParams, packed_weights: bool, greedy_loop: bool = True,
+        scripted_loop: bool = True,
     ):  # fmt: skip
         # The loop's fused matrices are made of the plain weights, before packing replaces them.
         fused = fuse_projections(policy) if greedy_loop and packed_weights and decodes(policy, generation) else None
         self.packed = packed_weights and pack_linear_layers(policy)
-        self._decoder = GreedyDecoder(policy, generation, fused) if fused is not None else None
+        self._decoder = GreedyDecoder(policy, generation, fused, scripted_loop) if fused is not None else None
         self.own_loop = self._decoder is not None
         self._policy, self._prompt, self._generation = policy, prompt, generation
         shared = template_prefix(policy, lambda text: conversation(prompt, text))

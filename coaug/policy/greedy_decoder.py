@@ -9,9 +9,12 @@ same decoder layers with the same kernels on the same values, and changes what l
   streams the weights faster (all Linear layers of a step: 11.7 ms fused against 14.1 ms apart);
 - query and key heads, side by side in the fused output, get their rotary embedding in one pass;
 - keys and values go into buffers allocated once for the prompt plus ``max_new_tokens`` (no concatenation of
-  the whole cache at every step).
+  the whole cache at every step);
+- the decoder layers run as one TorchScript function (:func:`decode_layers`): the same aten kernels in the
+  same order, without a Python-to-C++ crossing per op.
 
-With ``coaug search``'s 24 new tokens a query took 0.49 s instead of 0.63 s (benchmarks/search_latency.py).
+With ``coaug search``'s 24 new tokens a query took 0.49 s instead of 0.63 s (benchmarks/search_latency.py),
+and 1.12-1.18x less again with the layers in TorchScript.
 
 The prompt is prefilled by the model itself (after the shared prefix of :class:`PromptPrefix`), and each next
 token is chosen as ``generate`` chooses it: fp32 logits, the repetition penalty over prompt and output, argmax;
@@ -22,7 +25,10 @@ matrices are copies: a served policy holds its q/k/v and gate/up weights twice (
 bf16).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: TorchScript cannot read a NamedTuple's postponed annotations.
+import functools
+import warnings
+from typing import List, NamedTuple, Optional, Union  # TorchScript reads typing's forms, not ``X | None``
 
 import torch
 from transformers import GenerationConfig
@@ -46,7 +52,8 @@ GENERATE_EXTRAS = (
 
 def decodes(policy: Policy, generation: GenerationParams) -> bool:
     """Whether :class:`GreedyDecoder` gives ``model.generate``'s greedy output for ``policy``: an
-    architecture of :data:`MODEL_TYPES` with full attention in every layer (the loop has no sliding window) and
+    architecture of :data:`MODEL_TYPES` with full attention in every layer (the loop has no sliding window), the
+    SiLU-gated MLP (the loop's activation), and
     plain Linear layers (not quantised) that can be packed on this CPU, greedy decoding with the dynamic cache,
     and no generation-config extra (:data:`GENERATE_EXTRAS`)."""
     model = policy.model
@@ -54,6 +61,7 @@ def decodes(policy: Policy, generation: GenerationParams) -> bool:
     return (
         getattr(model.config, "model_type", None) in MODEL_TYPES
         and "sliding_attention" not in (getattr(model.config, "layer_types", None) or ())
+        and getattr(model.config, "hidden_act", None) == "silu"
         and all(type(module) is torch.nn.Linear for module in _linears(model))
         and packing_available(policy)
         and not generation.do_sample
@@ -82,24 +90,32 @@ def fuse_projections(policy: Policy) -> list[tuple[PackedLinear, PackedLinear]]:
 
 class GreedyDecoder:
     """``decoder(prompt_ids, prefix) -> new token ids`` (the eos included when generated), for a policy whose
-    Linear layers are packed, with its :func:`fuse_projections` taken before the packing."""
+    Linear layers are packed, with its :func:`fuse_projections` taken before the packing. ``scripted`` false
+    runs :func:`decode_layers` as eager Python: the same values, slower (benchmarks/search_latency.py)."""
 
-    def __init__(self, policy: Policy, generation: GenerationParams, fused: list[tuple[PackedLinear, PackedLinear]]):
+    def __init__(
+        self, policy: Policy, generation: GenerationParams, fused: list[tuple[PackedLinear, PackedLinear]], scripted: bool = True
+    ):  # fmt: skip
         model = policy.model
         self._model, self._generation = model, generation
         attention, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
-        self._head_dim, self._scaling = attention.head_dim, attention.scaling
-        self._kv_heads = model.config.num_key_value_heads
+        self._kv_heads, self._head_dim = model.config.num_key_value_heads, attention.head_dim
         query_heads = model.config.num_attention_heads
-        # The fused q/k/v output: query heads, then key heads (both rotated), then value heads.
-        self._rotated = ((query_heads + self._kv_heads) * attention.head_dim, query_heads)
-        self._intermediate = mlp.intermediate_size
-        # Bound forwards, not modules: a module call's hook handling is ~5 us, x 210 per step.
+        self._shape = Shape(
+            eps=model.model.norm.variance_epsilon, head_dim=attention.head_dim, query_heads=query_heads,
+            rotated_width=(query_heads + self._kv_heads) * attention.head_dim, intermediate=mlp.intermediate_size,
+            scaling=attention.scaling,
+        )  # fmt: skip
         self._layers = [
-            (layer.input_layernorm.forward, qkv.forward, layer.self_attn.o_proj.forward, layer.post_attention_layernorm.forward,
-             gate_up.forward, layer.mlp.act_fn.forward, layer.mlp.down_proj.forward)
+            LayerWeights(
+                layer.input_layernorm.weight.detach(), qkv.weight, qkv.bias, layer.self_attn.o_proj.weight, layer.self_attn.o_proj.bias,
+                layer.post_attention_layernorm.weight.detach(), gate_up.weight, gate_up.bias, layer.mlp.down_proj.weight, layer.mlp.down_proj.bias,
+            )
             for layer, (qkv, gate_up) in zip(model.model.layers, fused)
         ]  # fmt: skip
+        head = model.lm_head
+        self._output = (model.model.norm.weight.detach(), head.weight, head.bias)
+        self._decode_layers = _scripted_decode_layers() if scripted else decode_layers
         eos = model.generation_config.eos_token_id
         self._eos = set(eos) if isinstance(eos, list) else {eos}
 
@@ -136,30 +152,98 @@ class GreedyDecoder:
         return output.logits[:, -1, :].to(torch.float32), keys, values
 
     def _step(self, token: int, position: int, keys: list, values: list):
-        """One decoding step: transformers' LlamaDecoderLayer (= Qwen2DecoderLayer without a sliding window)
-        op by op, on the fused matrices and buffers."""
+        """One decoding step: the token's embedding and rotary angles from the model's own modules, then its
+        decoder layers and output head (:func:`decode_layers`)."""
         decoder = self._model.model
         hidden = decoder.embed_tokens(torch.tensor([[token]]))
-        # transformers' apply_rotary_pos_emb, with cos and sin broadcast over the heads once per step, and the
-        # query and key heads (side by side in the fused output) rotated together: the same elementwise ops.
+        # cos and sin broadcast over the heads once per step.
         cos, sin = (part.unsqueeze(1) for part in decoder.rotary_emb(hidden, torch.tensor([[position]])))
-        sdpa, size, (rotated_width, query_heads) = torch.nn.functional.scaled_dot_product_attention, self._head_dim, self._rotated
-        for (norm, qkv, o_proj, mlp_norm, gate_up, act, down), key_buffer, value_buffer in zip(self._layers, keys, values):
-            projected = qkv(norm(hidden))
-            heads = _rotated(projected[..., :rotated_width].view(1, 1, -1, size).transpose(1, 2), cos, sin)
-            key_buffer[:, :, position] = heads[:, query_heads:, 0]
-            value_buffer[:, :, position] = projected[..., rotated_width:].view(1, -1, size)
-            # transformers' sdpa path for one query token without a mask: grouped heads inside the kernel.
-            attended = sdpa(
-                heads[:, :query_heads], key_buffer[:, :, : position + 1], value_buffer[:, :, : position + 1], scale=self._scaling, enable_gqa=True
-            )  # fmt: skip
-            hidden = hidden + o_proj(attended.transpose(1, 2).reshape(1, 1, -1))
-            gate, up = gate_up(mlp_norm(hidden)).split(self._intermediate, dim=-1)
-            hidden = hidden + down(act(gate) * up)
-        return self._model.lm_head(decoder.norm(hidden))[:, -1, :].to(torch.float32)
+        # Without the graph optimiser TorchScript runs the function's own ops as written, nothing rewritten.
+        with torch.jit.optimized_execution(False):
+            return self._decode_layers(hidden, cos, sin, position, self._layers, keys, values, self._shape, *self._output)
 
 
-def _rotated(states, cos, sin):
+class LayerWeights(NamedTuple):
+    """One decoder layer's weights as :func:`decode_layers` takes them: RMSNorm weights, and the packed
+    matrices (q/k/v and gate/up fused) with their biases (None where the layer has none)."""
+
+    input_norm: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: Optional[torch.Tensor]
+    o_proj: torch.Tensor
+    o_bias: Optional[torch.Tensor]
+    post_norm: torch.Tensor
+    gate_up: torch.Tensor
+    gate_up_bias: Optional[torch.Tensor]
+    down: torch.Tensor
+    down_bias: Optional[torch.Tensor]
+
+
+class Shape(NamedTuple):
+    """The model's sizes that :func:`decode_layers` needs; ``rotated_width`` is the width of the query and key
+    heads side by side at the front of the fused q/k/v output."""
+
+    eps: float
+    head_dim: int
+    query_heads: int
+    rotated_width: int
+    intermediate: int
+    scaling: float
+
+
+def decode_layers(
+    hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, position: int, layers: List[LayerWeights],
+    keys: List[torch.Tensor], values: List[torch.Tensor], shape: Shape, final_norm: torch.Tensor, head: torch.Tensor,
+    head_bias: Optional[torch.Tensor],
+) -> torch.Tensor:  # fmt: skip
+    """The decoder layers and output head for one new token at ``position``: transformers' LlamaDecoderLayer
+    (= Qwen2DecoderLayer without a sliding window) op by op, on the fused matrices, writing the token's keys
+    and values into the buffers; returns its fp32 logits."""
+    for layer, key_buffer, value_buffer in zip(layers, keys, values):
+        projected = _packed_linear(_rms_norm(hidden, layer.input_norm, shape.eps), layer.qkv, layer.qkv_bias)
+        # The query and key heads, side by side in the fused output, rotated together: the same elementwise ops.
+        heads = _rotated(projected[..., : shape.rotated_width].view(1, 1, -1, shape.head_dim).transpose(1, 2), cos, sin)
+        key_buffer[:, :, position] = heads[:, shape.query_heads :, 0]
+        value_buffer[:, :, position] = projected[..., shape.rotated_width :].view(1, -1, shape.head_dim)
+        # transformers' sdpa path for one query token without a mask: grouped heads inside the kernel.
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            heads[:, : shape.query_heads], key_buffer[:, :, : position + 1], value_buffer[:, :, : position + 1],
+            scale=shape.scaling, enable_gqa=True,
+        )  # fmt: skip
+        hidden = hidden + _packed_linear(attended.transpose(1, 2).reshape(1, 1, -1), layer.o_proj, layer.o_bias)
+        gate_up = _packed_linear(_rms_norm(hidden, layer.post_norm, shape.eps), layer.gate_up, layer.gate_up_bias)
+        gate, up = gate_up.split(shape.intermediate, dim=-1)
+        hidden = hidden + _packed_linear(torch.nn.functional.silu(gate) * up, layer.down, layer.down_bias)
+    return _packed_linear(_rms_norm(hidden, final_norm, shape.eps), head, head_bias)[:, -1, :].to(torch.float32)
+
+
+@functools.cache
+def _scripted_decode_layers():
+    """:func:`decode_layers` compiled by TorchScript, once per process. Its interpreter runs the same aten
+    kernels as eager Python without a Python-to-C++ crossing per op (~1,300 per step for SmolLM2-135M): 1.12-1.18x
+    per query on the developers' Zen 4, tokens identical (benchmarks/search_latency.py). torch.compile cannot
+    trace the packed oneDNN op, and its fused kernels round bf16 differently from eager (9/20 queries kept
+    their augmentation in a probe); TorchScript is deprecated but kept by the pinned torch."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
+        return torch.jit.script(decode_layers)
+
+
+def _rms_norm(states: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm (= Qwen2RMSNorm), op for op."""
+    normed = states.to(torch.float32)
+    variance = normed.pow(2).mean(-1, keepdim=True)
+    normed = normed * torch.rsqrt(variance + eps)
+    return weight * normed.to(states.dtype)
+
+
+def _packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """:class:`PackedLinear`'s forward on its packed weight and bias."""
+    no_scalars: List[Optional[Union[int, float, complex]]] = []  # TorchScript's type for the op's Scalar?[]
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", no_scalars, "")
+
+
+def _rotated(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """transformers' rotary embedding of one tensor: ``x * cos + rotate_half(x) * sin``, op for op."""
     half = states.shape[-1] // 2
     return states * cos + torch.cat((-states[..., half:], states[..., :half]), dim=-1) * sin

@@ -61,10 +61,11 @@ class Result:
 
 class ServedSearch:
     """The served champion, loaded once; :meth:`search` answers one query. ``policy.packed_weights`` false
-    keeps the policy's plain Linear layers and ``greedy_loop`` false decodes with ``model.generate`` instead of
-    coaug's own loop (same answers either way, slower: benchmarks/search_latency.py compares)."""
+    keeps the policy's plain Linear layers, ``greedy_loop`` false decodes with ``model.generate`` instead of
+    coaug's own loop and ``scripted_loop`` false runs that loop's layers as eager Python instead of TorchScript
+    (same answers either way, slower: benchmarks/search_latency.py compares)."""
 
-    def __init__(self, params: Params, alias: str, dense_retriever: bool, greedy_loop: bool = True):
+    def __init__(self, params: Params, alias: str, dense_retriever: bool, greedy_loop: bool = True, scripted_loop: bool = True):
         serving_dir = Path(params.promotion.serving_dir)
         manifest = read_manifest(serving_dir)
         name = manifest["model_name"]
@@ -80,7 +81,7 @@ class ServedSearch:
             policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
             self._augment_query = QueryAugmenter(
                 quantized(policy, params.policy.quantize), prompt, generation_params(params.generation),
-                params.policy.packed_weights, greedy_loop,
+                params.policy.packed_weights, greedy_loop, scripted_loop,
             )  # fmt: skip
         index_dir = served_index(serving_dir, self.system)
         self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)

@@ -101,7 +101,7 @@ class GreedyDecoder:
         attention, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
         self._kv_heads, self._head_dim = model.config.num_key_value_heads, attention.head_dim
         query_heads = model.config.num_attention_heads
-        self._shape = Shape(
+        self._shape = DecoderShape(
             eps=model.model.norm.variance_epsilon, head_dim=attention.head_dim, query_heads=query_heads,
             rotated_width=(query_heads + self._kv_heads) * attention.head_dim, intermediate=mlp.intermediate_size,
             scaling=attention.scaling,
@@ -179,7 +179,7 @@ class LayerWeights(NamedTuple):
     down_bias: Optional[torch.Tensor]
 
 
-class Shape(NamedTuple):
+class DecoderShape(NamedTuple):
     """The model's sizes that :func:`decode_layers` needs; ``rotated_width`` is the width of the query and key
     heads side by side at the front of the fused q/k/v output."""
 
@@ -193,7 +193,7 @@ class Shape(NamedTuple):
 
 def decode_layers(
     hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, position: int, layers: List[LayerWeights],
-    keys: List[torch.Tensor], values: List[torch.Tensor], shape: Shape, final_norm: torch.Tensor, head: torch.Tensor,
+    keys: List[torch.Tensor], values: List[torch.Tensor], shape: DecoderShape, final_norm: torch.Tensor, head: torch.Tensor,
     head_bias: Optional[torch.Tensor],
 ) -> torch.Tensor:  # fmt: skip
     """The decoder layers and output head for one new token at ``position``: transformers' LlamaDecoderLayer

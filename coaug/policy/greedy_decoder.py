@@ -13,8 +13,8 @@ same decoder layers with the same kernels on the same values, and changes what l
 - the decoder layers run as one TorchScript function (:func:`decode_layers`): the same aten kernels in the
   same order, without a Python-to-C++ crossing per op.
 
-With ``coaug search``'s 24 new tokens a query took 0.49 s instead of 0.63 s (benchmarks/search_latency.py),
-and 1.12-1.18x less again with the layers in TorchScript.
+With ``coaug search``'s 24 new tokens a query took 0.49 s instead of 0.63 s (benchmarks/search_latency.py), and
+0.44 s with the layers in TorchScript (1.13-1.14x over the same loop as eager Python, tokens identical).
 
 The prompt is prefilled by the model itself (after the shared prefix of :class:`PromptPrefix`), and each next
 token is chosen as ``generate`` chooses it: fp32 logits, the repetition penalty over prompt and output, argmax;
@@ -220,10 +220,11 @@ def decode_layers(
 @functools.cache
 def _scripted_decode_layers():
     """:func:`decode_layers` compiled by TorchScript, once per process. Its interpreter runs the same aten
-    kernels as eager Python without a Python-to-C++ crossing per op (~1,300 per step for SmolLM2-135M): 1.12-1.18x
-    per query on the developers' Zen 4, tokens identical (benchmarks/search_latency.py). torch.compile cannot
-    trace the packed oneDNN op, and its fused kernels round bf16 differently from eager (9/20 queries kept
-    their augmentation in a probe); TorchScript is deprecated but kept by the pinned torch."""
+    kernels as eager Python without a Python-to-C++ crossing per op (~1,300 per step for SmolLM2-135M): 1.13-1.14x
+    per query on the developers' Zen 4 in bf16, 1.09x in fp32 on AVX2 kernels, tokens identical
+    (benchmarks/search_latency.py). torch.compile cannot trace the packed oneDNN op, and its fused kernels round
+    bf16 differently from eager (9/20 queries kept their augmentation in a probe); TorchScript is deprecated but
+    kept by the pinned torch, and its warning saying so is silenced here, where the choice was made."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=DeprecationWarning)
         return torch.jit.script(decode_layers)

@@ -91,10 +91,11 @@ def main() -> None:
     plain = policies["float32", False]
     corpus = list(read_corpus(Path(args.corpus)).values())
     corpus_inputs = [document_input(plain.tokenizer, d["title"], d["text"], args.text_tokens) for d in corpus]
-    lengths = [len(ids) for ids in tokenize_conversations(plain, [conversation(prompt, text) for text in corpus_inputs])]
+    corpus_conversations = [conversation(prompt, text) for text in corpus_inputs]
+    lengths = [len(ids) for ids in tokenize_conversations(plain, corpus_conversations)]
     chosen = corpus_pass_sample(lengths, args.docs, max(args.batch_sizes))
     inputs = [corpus_inputs[i] for i in chosen]
-    conversations = [conversation(prompt, text) for text in inputs]
+    conversations = [corpus_conversations[i] for i in chosen]
     print(f"{len(chosen)} of the corpus's {len(corpus)} docs (whole batches of {max(args.batch_sizes)} as a corpus pass forms them), "
           f"text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}")  # fmt: skip
     padding = {size: padding_share([lengths[i] for i in chosen], size) for size in args.batch_sizes}

@@ -53,9 +53,8 @@ GENERATE_EXTRAS = (
 def decodes(policy: Policy, generation: GenerationParams) -> bool:
     """Whether :class:`GreedyDecoder` gives ``model.generate``'s greedy output for ``policy``: an
     architecture of :data:`MODEL_TYPES` with full attention in every layer (the loop has no sliding window), the
-    SiLU-gated MLP (the loop's activation), and
-    plain Linear layers (not quantised) that can be packed on this CPU, greedy decoding with the dynamic cache,
-    and no generation-config extra (:data:`GENERATE_EXTRAS`)."""
+    SiLU-gated MLP (the loop's activation) and plain Linear layers (not quantised) that can be packed on this
+    CPU, greedy decoding with the dynamic cache, and no generation-config extra (:data:`GENERATE_EXTRAS`)."""
     model = policy.model
     defaults = GenerationConfig()
     return (

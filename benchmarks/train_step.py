@@ -57,7 +57,7 @@ def main() -> None:
     from coaug.policy.model import load_policy
 
     params = P.load_params(args.params)
-    base = dataclasses.replace(train_config(params, args.variant), queries_per_step=args.queries)
+    base = dataclasses.replace(train_config(params, args.variant, args.params), queries_per_step=args.queries)
     data = Path(args.data)
     corpus, queries = read_corpus(data / "corpus.jsonl"), read_queries(data / "queries.jsonl")
     qrels = read_qrels(data / "qrels" / f"{base.split}.tsv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coaug import params as P
+from coaug.atomic_io import require_writable
 from coaug.errors import CoaugError
 from coaug.params_schema import Params
 
@@ -30,10 +32,11 @@ def mlflow_metric_name(name: str) -> str:
 
 
 def cmd_prepare(params: Params, args: argparse.Namespace) -> None:
-    from coaug.data.prepare import prepare
-    from coaug.tracking import stage_run
+    from coaug.data.prepare import DOWNLOADS, prepare
+    from coaug.tracking import stage_run, store_folders
 
     out_dir = Path(params.dataset.prepared_dir)
+    require_writable([out_dir.parent / DOWNLOADS, *store_folders(params.mlflow)], [out_dir])
     stats = prepare(
         params.dataset.source, params.dataset.sha256, params.dataset.splits, params.dataset.max_unknown_qrels, out_dir
     )
@@ -47,7 +50,7 @@ def cmd_prepare(params: Params, args: argparse.Namespace) -> None:
 def cmd_augment(params: Params, args: argparse.Namespace) -> None:
     from coaug.augment.run import SIDES, run_augmentation, run_augmentation_shard
     from coaug.augment.shards import parse_shard
-    from coaug.tracking import stage_run
+    from coaug.tracking import stage_run, store_folders
 
     augmentation = P.augmentation(params, args.name)  # fails on an unknown name first
     # Checked before the policy is loaded: generation would only fail on it after it.
@@ -56,11 +59,14 @@ def cmd_augment(params: Params, args: argparse.Namespace) -> None:
     if args.shard:
         # A shard only fills the cache; the unsharded run that absorbs it is the stage MLflow records.
         index, count = parse_shard(args.shard)
+        require_writable([params.augment.cache_dir])
         run_augmentation_shard(
             args.name, augmentation, index, count, params.policy, params.generation, params.augment, params.dataset
         )
         return
     out_dir = Path(params.augment.out_dir) / args.name
+    # Before the corpus pass, not when its outputs are written at the end.
+    require_writable([params.augment.cache_dir, *store_folders(params.mlflow)], [out_dir])
     logged = P.flatten({"augmentation": dataclasses.asdict(augmentation)})
     with stage_run(params, "augment", ["generation", "augment"], logged) as mlflow:
         stats = run_augmentation(
@@ -74,82 +80,97 @@ def cmd_augment(params: Params, args: argparse.Namespace) -> None:
 
 
 def cmd_train(params: Params, args: argparse.Namespace) -> None:
-    from coaug.rl.launcher import is_main_process, needs_launch, relaunch
+    from coaug.locks import locked
+    from coaug.rl.launcher import is_launched, is_main_process, needs_launch, relaunch
     from coaug.registry.register import register_policy
-    from coaug.rl.run import run_training
+    from coaug.rl.run import real_indexes, run_training
     from coaug.rl.config import train_config, variant_outputs
-    from coaug.tracking import dataset_checksum, git_commit, params_hash, stage_run
+    from coaug.tracking import dataset_checksum, git_commit, params_hash, stage_run, store_folders
 
     variant = args.variant or params.registry.variant
-    config = train_config(params, variant)  # fails on an unknown variant or key before any work
-    if needs_launch(config.num_processes, os.environ):  # before any MLflow run: the launched processes open their own
-        relaunch(config.num_processes, args.params, args.verbose, variant)
-        return
+    config = train_config(params, variant, args.params)  # fails on an unknown variant or a bad key before any work
+    indexes = real_indexes(params, config.reward_system, config.curve_systems)
     outputs = variant_outputs(params.train_outputs, variant)
-
-    def train(log_step: Callable[[int, dict[str, float]], None], log_samples: Callable[[int, list[tuple]], None]) -> dict:
-        return run_training(
-            variant, config, outputs, params.dataset, params.policy, params.augment, params.dense, log_step, log_samples
-        )
-
-    if not is_main_process(os.environ):  # the other launched processes train but log and register nothing
-        train(lambda step, metrics: None, lambda step, rows: None)
-        return
-    overrides = P.flatten({"variant": params.train_variants[variant] or {}})
-    with stage_run(params, f"train@{variant}", ["train", "generation"], overrides) as mlflow:
-        def log_step(step: int, metrics: dict[str, float]) -> None:
-            mlflow.log_metrics(metrics, step=step)
-
-        def log_samples(step: int, rows: list[tuple]) -> None:
-            columns = list(zip(*rows)) if rows else [[], [], [], []]
-            table = dict(zip(("role", "text_id", "augmentation", "reward"), map(list, columns)))
-            mlflow.log_table(data=table, artifact_file=f"samples/step_{step:06d}.json")
-
-        summary = train(log_step, log_samples)
-        numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
-        mlflow.set_tags({"compute_dtype": summary["compute_dtype"], "train_variant": variant})
-        from coaug.rl.training_plot import training_curves
-
-        training_curves(outputs["curves"], outputs["validation"], outputs["curves_plot"])
-        for key in ("metrics", "curves", "validation", "curves_plot"):
-            mlflow.log_artifact(str(outputs[key]))
-        if summary["optimizer_steps"] == 0:  # logged above, so the failed run shows why
-            raise CoaugError(
-                f"no optimizer step was applied in {summary['steps']} training steps ({summary['skipped_updates']} "
-                "updates skipped with every advantage 0): the policy is unchanged and not registered"
-            )
-        if variant != params.registry.variant:
-            logger.info("train variant %s: policy in %s (only %s is registered)", variant, outputs["policy_dir"],
-                        params.registry.variant)  # fmt: skip
+    require_writable([outputs["metrics"].parent, *store_folders(params.mlflow)],
+                     [outputs["policy_dir"], outputs["checkpoint_dir"]])  # fmt: skip
+    # One run of a variant at a time, from its first step to its registration: a second run waits (coaug.locks
+    # logs for whom), then resumes the first one's last checkpoint, trains no step and finds its policy already
+    # registered (register_policy keys a version by the policy's sha256). Processes started by `accelerate
+    # launch` run under the lock of the run that launched them.
+    with contextlib.nullcontext() if is_launched(os.environ) else locked(outputs["checkpoint_dir"]):
+        if needs_launch(config.num_processes, os.environ):  # before any MLflow run: launched processes open theirs
+            relaunch(config.num_processes, args.params, args.verbose, variant)
             return
-        tags = {
-            "git_commit": git_commit(), "dataset_checksum": dataset_checksum(params.dataset),
-            "params_hash": params_hash(params),
-        }  # fmt: skip
-        version = register_policy(mlflow, outputs["policy_dir"], params.registry.model_name, tags)
-        logger.info("registered %s version %s as @challenger", params.registry.model_name, version)
+
+        def train(log_step: Callable[[int, dict[str, float]], None], log_samples: Callable[[int, list[tuple]], None]) -> dict:
+            return run_training(
+                variant, config, outputs, params.dataset, params.policy, params.augment, params.dense, indexes, log_step,
+                log_samples,
+            )  # fmt: skip
+
+        if not is_main_process(os.environ):  # the other launched processes train but log and register nothing
+            train(lambda step, metrics: None, lambda step, rows: None)
+            return
+        overrides = P.flatten({"variant": params.train_variants[variant] or {}})
+        with stage_run(params, f"train@{variant}", ["train", "generation"], overrides) as mlflow:
+            def log_step(step: int, metrics: dict[str, float]) -> None:
+                mlflow.log_metrics(metrics, step=step)
+
+            def log_samples(step: int, rows: list[tuple]) -> None:
+                columns = list(zip(*rows)) if rows else [[], [], [], []]
+                table = dict(zip(("role", "text_id", "augmentation", "reward"), map(list, columns)))
+                mlflow.log_table(data=table, artifact_file=f"samples/step_{step:06d}.json")
+
+            summary = train(log_step, log_samples)
+            numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            mlflow.log_metrics({f"final.{k}": v for k, v in numbers.items()})
+            mlflow.set_tags({"compute_dtype": summary["compute_dtype"], "train_variant": variant})
+            from coaug.rl.training_plot import training_curves
+
+            training_curves(outputs["curves"], outputs["validation"], outputs["dev_curve"], outputs["curves_plot"])
+            for key in ("metrics", "curves", "validation", "dev_curve", "curves_plot"):
+                mlflow.log_artifact(str(outputs[key]))
+            if summary["optimizer_steps"] == 0:  # logged above, so the failed run shows why
+                raise CoaugError(
+                    f"no optimizer step was applied in {summary['steps']} training steps ({summary['skipped_updates']} "
+                    "updates skipped with every advantage 0): the policy is unchanged and not registered"
+                )
+            if variant != params.registry.variant:
+                logger.info("train variant %s: policy in %s (only %s is registered)", variant, outputs["policy_dir"],
+                            params.registry.variant)  # fmt: skip
+                return
+            tags = {
+                "git_commit": git_commit(), "dataset_checksum": dataset_checksum(params.dataset),
+                "params_hash": params_hash(params),
+            }  # fmt: skip
+            version = register_policy(mlflow, outputs["policy_dir"], params.registry.model_name, tags)
+            logger.info("registered %s version %s as @challenger", params.registry.model_name, version)
 
 
 def cmd_validate(params: Params, args: argparse.Namespace) -> None:
     from coaug.rl.config import train_config
-    from coaug.rl.run import run_validation
-    from coaug.tracking import stage_run
+    from coaug.rl.run import real_indexes, run_validation
+    from coaug.tracking import stage_run, store_folders
 
     variant = args.variant or params.registry.variant
-    config = dataclasses.replace(train_config(params, variant), policy=args.policy)
+    config = dataclasses.replace(train_config(params, variant, args.params), policy=args.policy)
+    require_writable(store_folders(params.mlflow))
+    indexes = real_indexes(params, config.reward_system, config.curve_systems)
     with stage_run(params, "validate", ["train"], {"policy": args.policy, "variant": variant}) as mlflow:
-        result = run_validation(config, params.dataset, params.policy, params.augment, params.dense)
-        mlflow.log_metrics({k: v for k, v in result.items() if k != "per_query"})
+        result = run_validation(config, params.dataset, params.policy, params.augment, params.dense, indexes)
+        mlflow.log_metrics({k: v for k, v in result.items() if k not in ("per_query", "dev")})
+        mlflow.log_metrics({f"dev_ndcg.{name}": sum(q.values()) / len(q) for name, q in result["dev"].items()})
     sys.stdout.write(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 
 def cmd_index(params: Params, args: argparse.Namespace) -> None:
     from coaug.evaluation.outputs import output_paths
     from coaug.retrieval.retrievers import build_index
-    from coaug.tracking import stage_run
+    from coaug.tracking import stage_run, store_folders
 
     system = P.system(params, args.system)  # fails on an unknown system first
+    embeddings = [params.dense.cache_dir] if system.retriever == "dense" else []
+    require_writable([*embeddings, *store_folders(params.mlflow)], [output_paths(params.outputs, args.system)["index"]])
     logged = P.flatten({"system": dataclasses.asdict(system)})
     with stage_run(params, "index", ["bm25", "dense"], logged) as mlflow:
         started = time.perf_counter()
@@ -160,11 +181,13 @@ def cmd_index(params: Params, args: argparse.Namespace) -> None:
 def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
     from coaug.evaluation.evaluate import evaluate_system
     from coaug.evaluation.outputs import output_paths
-    from coaug.tracking import stage_run
+    from coaug.tracking import stage_run, store_folders
 
     system = P.system(params, args.system)  # fails on an unknown system first
     P.eval_qrels_path(params.dataset)  # and on an eval split that was not prepared
     paths = output_paths(params.outputs, args.system)
+    embeddings = [params.dense.cache_dir] if system.retriever == "dense" else []
+    require_writable([paths["run"].parent, paths["metrics"].parent, *embeddings, *store_folders(params.mlflow)])
     logged = P.flatten({"system": dataclasses.asdict(system)})
     with stage_run(params, "evaluate", ["bm25", "dense", "retrieval", "evaluation"], logged) as mlflow:
         started = time.perf_counter()
@@ -180,13 +203,16 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> None:
 
 def cmd_report(params: Params, args: argparse.Namespace) -> None:
     from coaug.evaluation.report import require_baseline, write_report
-    from coaug.tracking import stage_run
+    from coaug.tracking import stage_run, store_folders
 
     systems = args.systems or P.system_names(params)
+    require_writable([params.outputs.reports_dir, *store_folders(params.mlflow)])
     P.eval_qrels_path(params.dataset)  # no metrics file of an unprepared split can be reported
     require_baseline(params.evaluation, params.outputs, params.dataset)
     with stage_run(params, "report", ["evaluation"]) as mlflow:
-        summary, paths = write_report(systems, params.evaluation, params.outputs, params.dataset)
+        summary, paths = write_report(
+            systems, params.evaluation, params.outputs, params.dataset, params.systems, params.augmented_systems
+        )
         mlflow.log_param("systems", ",".join(systems))
         for name, entry in summary.items():
             mlflow.log_metrics({f"{name}.{mlflow_metric_name(m)}": v for m, v in entry.items() if isinstance(v, float)})
@@ -196,7 +222,9 @@ def cmd_report(params: Params, args: argparse.Namespace) -> None:
 
 def cmd_promote(params: Params, args: argparse.Namespace) -> None:
     from coaug.registry.promote import promote
+    from coaug.tracking import store_folders
 
+    require_writable([params.outputs.reports_dir, *store_folders(params.mlflow)], [params.promotion.serving_dir])
     report = promote(params)
     logger.info("%s v%s: %s", report["model_name"], report["challenger_version"], report["reason"])
 
@@ -208,6 +236,14 @@ def check_search_args(queries: list[str], k: int) -> None:
     if blank:
         verb = "is" if len(blank) == 1 else "are"
         raise CoaugError(f"QUERY {', '.join(blank)} of {len(queries)} {verb} blank: every query needs some text")
+    for position, query in enumerate(queries, start=1):
+        # Python keeps argument bytes that are not UTF-8 as lone surrogates, which the tokenizer refuses.
+        raw = os.fsencode(query)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CoaugError(f"QUERY {position} of {len(queries)} is not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                             f"{exc.start + 1}): pass queries in UTF-8") from None  # fmt: skip
     if k < 1:
         raise CoaugError(f"k must be >= 1, got {k}")
 
@@ -215,22 +251,28 @@ def check_search_args(queries: list[str], k: int) -> None:
 def cmd_search(params: Params, args: argparse.Namespace) -> None:
     k = args.k if args.k is not None else params.search.k
     check_search_args(args.queries, k)
-    from coaug.registry.search import ServedSearch, result_json, result_table
+    require_writable([params.dense.cache_dir] if args.dense else [])  # the queries' embeddings are cached
+    from coaug.registry.search import ServedSearch, result_line, result_table
 
     engine = ServedSearch(params, args.alias or params.search.alias, args.dense)
     for query in args.queries:
         result = engine.search(query, k)
-        sys.stdout.write(json.dumps(result_json(result), ensure_ascii=False) + "\n" if args.json else result_table(result))
+        sys.stdout.write(result_line(result) if args.json else result_table(result))
         sys.stdout.flush()
 
 
 def cmd_plan(params: Params, args: argparse.Namespace) -> None:
+    from coaug.data.beir import require_regular_files
     from coaug.plan import estimate, plan_text, read_durations, record_durations, stages_to_run
+    from coaug.tracking import store_folders
 
     if args.record:
+        require_writable([params.outputs.reports_dir, *store_folders(params.mlflow)])
         recorded = record_durations(params.mlflow, params.dataset, params.outputs)
         logger.info("recorded the durations of %d stages", len(recorded))
         return
+    if "://" not in params.dataset.source:  # `dvc status` reads every file of the source: a FIFO would block it
+        require_regular_files(params.dataset.source)
     recorded, machine = read_durations(params.outputs)
     sys.stdout.write(plan_text(estimate(stages_to_run("."), recorded), machine))
 
@@ -310,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = add(
         "report", cmd_report, "compare systems: table, plot and paired tests vs the baseline",
         "Collect every system's metrics into metrics/summary.json, results.md and a bar plot, with a paired "
-        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline. Metrics of "
+        "t-test and a paired bootstrap on evaluation.significance_metric against evaluation.baseline, and render "
+        "the results page (outputs.results_page) and the README's headline table (evaluation.headline, between "
+        "the README's results markers). Metrics of "
         "another dataset or eval split, or written before evaluate labelled them, are left out with the reason "
         "(the baseline's fail the report): a report never mixes datasets.",
     )  # fmt: skip

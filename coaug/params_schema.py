@@ -5,16 +5,23 @@ file, line and key: an unknown key (with the nearest valid name), a wrong type, 
 checked mapping then becomes a :class:`Params` (:func:`typed_params`), and each stage is handed the sections
 it reads. The values themselves live in params.yaml only, never here: DVC tracks params.yaml, so a default in
 the code would change results without DVC seeing it. The ``train`` section is typed by
-coaug.rl.config.TrainConfig, which also carries the paper's values; its keys are checked when a train variant
-is built.
+coaug.rl.config.TrainConfig (the paper's values in its comments), checked by the same rules
+(:func:`section_problem`) when a train variant is built, before any work.
+
+A knob declares the values it allows next to its type: inclusive ``minimum``/``maximum``, exclusive
+``above``/``below``, ``choices``, and the ``reason`` for a bound that is not obvious. A number must also be
+finite (YAML reads .nan and .inf as numbers); a bound on a list or mapping bounds each number in it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import operator
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +32,19 @@ from coaug.errors import CoaugError
 RETRIEVERS = ("bm25_flat", "bm25_multifield", "dense")
 
 
-def knob(help: str, *, minimum: float | None = None, maximum: float | None = None, choices: tuple = ()) -> Any:
-    return dataclasses.field(metadata={"help": help, "minimum": minimum, "maximum": maximum, "choices": choices})
+def knob(
+    help: str, *, minimum: float | None = None, maximum: float | None = None, above: float | None = None,
+    below: float | None = None, choices: tuple = (), reason: str = "",
+) -> Any:  # fmt: skip
+    return dataclasses.field(metadata={"help": help, "minimum": minimum, "maximum": maximum, "above": above,
+                                       "below": below, "choices": choices, "reason": reason})  # fmt: skip
+
+
+# A knob's bounds: the metadata key, the sign the error shows, the test a value must pass.
+BOUNDS = (("minimum", ">=", operator.ge), ("above", ">", operator.gt), ("maximum", "<=", operator.le),
+          ("below", "<", operator.lt))  # fmt: skip
+# (the key's path in params.yaml, what is wrong with its value)
+Problem = tuple[tuple[str, ...], str]
 
 
 @dataclass(frozen=True)
@@ -44,7 +62,7 @@ class Dataset:
 class Bm25:
     k1: float = knob("term-frequency saturation", minimum=0)
     b: float = knob("length normalisation", minimum=0, maximum=1)
-    multifield_weights: dict[str, float] = knob("field boosts of bm25_multifield")
+    multifield_weights: dict[str, float] = knob("field boosts of bm25_multifield", minimum=0)  # Lucene refuses negative boosts
     index_threads: int = knob("Lucene indexing threads", minimum=1)
     search_threads: int = knob("Lucene search threads", minimum=1)
     search_batch_size: int = knob("queries per Lucene batch search", minimum=1)
@@ -71,10 +89,11 @@ class Evaluation:
     baseline: str = knob("the system every other is tested against")
     significance_metric: str = knob("the metric of the paired tests")
     bootstrap_samples: int = knob("paired bootstrap resamples", minimum=1)
-    seed: int = knob("bootstrap seed")
-    alpha: float = knob("significance level", minimum=0, maximum=1)
+    seed: int = knob("bootstrap seed", minimum=0)  # numpy seeds are non-negative
+    alpha: float = knob("significance level", above=0, below=1)
     comparisons: list[list[str]] = knob("extra paired tests: [system, the system it is tested against]")
     policy_block: dict[str, dict[str, str]] = knob("report block: retriever -> policy column -> system")
+    headline: list[str] = knob("the systems of the README's headline table (at most 8), rendered by `coaug report`")
 
 
 @dataclass(frozen=True)
@@ -96,7 +115,7 @@ class Policy:
 @dataclass(frozen=True)
 class Generation:
     max_new_tokens: int = knob("tokens generated per augmentation", minimum=1)
-    repetition_penalty: float = knob("over prompt and output, as transformers and vLLM", minimum=0)
+    repetition_penalty: float = knob("over prompt and output, as transformers and vLLM", above=0)  # divides repeated tokens' logits
     do_sample: bool = knob("false = greedy")
     backend: str = knob("transformers or vllm")
 
@@ -146,8 +165,8 @@ class Registry:
 @dataclass(frozen=True)
 class Promotion:
     system: str = knob("the system that decides a promotion")
-    min_delta: float = knob("smallest NDCG@10 gain worth a change of the served model")
-    max_p_value: float = knob("paired t-test threshold", minimum=0, maximum=1)
+    min_delta: float = knob("smallest NDCG@10 gain worth a change of the served model", minimum=0)
+    max_p_value: float = knob("paired t-test threshold", above=0, maximum=1)
     serve_systems: list[str] = knob("systems served by `coaug search`")
     serving_dir: str = knob("the served bundle")
 
@@ -171,6 +190,8 @@ class Outputs:
     runs_dir: str = knob("runs/<system>.trec")
     metrics_dir: str = knob("metrics/<system>.json and .perquery.tsv")
     reports_dir: str = knob("summary.json, results.md, plots")
+    results_page: str = knob("the results page `coaug report` renders (docs/results.md)")
+    readme: str | None = knob("the README whose headline table `coaug report` rewrites between its markers; null = none")
 
 
 @dataclass(frozen=True)
@@ -215,45 +236,60 @@ def _typed(value: Any, hint: Any) -> Any:
 
 def check(params: dict[str, Any], source: str, text: str) -> None:
     """Raise one CoaugError (``source:line: key: problem``) for the first key params.yaml gets wrong."""
-    problem = _problem(params, Params, ())
+    problem = section_problem(params, Params, ())
     if problem:
-        path, message = problem
-        line = _line_of(text, path)
-        where = f"{source}:{line}" if line else source
-        raise CoaugError(f"{where}: {'.'.join(path) or 'params'}: {message}")
+        raise params_error(problem, source, text)
 
 
-def _problem(value: Any, hint: Any, path: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
+def params_error(problem: Problem, source: str, text: str) -> CoaugError:
+    """``problem`` as the one line the CLI prints: ``source:line: key: what is wrong`` (``text``: the file's)."""
+    path, message = problem
+    line = _line_of(text, path)
+    where = f"{source}:{line}" if line else source
+    return CoaugError(f"{where}: {'.'.join(path) or 'params'}: {message}")
+
+
+def section_problem(value: Any, section: type, path: tuple[str, ...], *, partial: bool = False) -> Problem | None:
+    """The first key of ``value``, the mapping at ``path`` of params.yaml, that the dataclass ``section``
+    refuses: an unknown key (with the nearest valid name), a missing one (allowed when ``partial``, as in a
+    variant's overrides), a wrong type or a value out of its knob's range."""
+    if not isinstance(value, dict):
+        return path, f"must be a mapping, got {value!r}"
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    for key in value:
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
+            return (*path, str(key)), "unknown key" + (f" (did you mean {near[0]}?)" if near else f"; valid: {', '.join(fields)}")
+    hints = typing.get_type_hints(section)
+    for name, field in fields.items():
+        if name not in value and not partial:
+            return (*path, name), f"missing ({field.metadata['help']})"
+        found = _problem(value[name], hints[name], (*path, name), field.metadata) if name in value else None
+        if found:
+            return found
+    return None
+
+
+def _problem(value: Any, hint: Any, path: tuple[str, ...], spec: Mapping[str, Any]) -> Problem | None:
+    """The first part of ``value`` that ``hint`` refuses, every number in it bounded by ``spec`` (its knob)."""
     if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            return path, f"must be a mapping, got {value!r}"
-        fields = {f.name: f for f in dataclasses.fields(hint)}
-        for key in value:
-            if key not in fields:
-                near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
-                return (*path, str(key)), "unknown key" + (f" (did you mean {near[0]}?)" if near else f"; valid: {', '.join(fields)}")
-        hints = typing.get_type_hints(hint)
-        for name, spec in fields.items():
-            if name not in value:
-                return (*path, name), f"missing ({spec.metadata['help']})"
-            found = _problem(value[name], hints[name], (*path, name)) or _out_of_range(value[name], spec.metadata, (*path, name))
-            if found:
-                return found
-        return None
+        return section_problem(value, hint, path)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
-        if any(_problem(value, option, path) is None for option in args):
+        if any(_problem(value, option, path, spec) is None for option in args):
             return None
-        return path, f"must be {' or '.join(_describe(a) for a in args)}, got {value!r}"
+        return path, f"must be {' or '.join(_requirement(a, spec) for a in args)}, got {value!r}"
     if origin is list:
         if not isinstance(value, list):
             return path, f"must be a list, got {value!r}"
-        return next(filter(None, (_problem(v, args[0], (*path, str(i))) for i, v in enumerate(value))), None)
+        return next(filter(None, (_problem(v, args[0], (*path, str(i)), spec) for i, v in enumerate(value))), None)
     if origin is dict:
         if not isinstance(value, dict):
             return path, f"must be a mapping, got {value!r}"
-        return next(filter(None, (_problem(v, args[1], (*path, str(k))) for k, v in value.items())), None)
-    return None if _is(value, hint) else (path, f"must be {_describe(hint)}, got {value!r}")
+        return next(filter(None, (_problem(v, args[1], (*path, str(k)), spec) for k, v in value.items())), None)
+    if _is(value, hint) and _allowed(value, hint, spec):
+        return None
+    return path, f"must be {_requirement(hint, spec)}, got {value!r}"
 
 
 def _is(value: Any, hint: Any) -> bool:
@@ -268,19 +304,33 @@ def _is(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _allowed(value: Any, hint: Any, spec: Mapping[str, Any]) -> bool:
+    """Whether ``value``, of type ``hint``, is one of the knob's choices or a finite number within its bounds."""
+    if spec["choices"]:
+        return value in spec["choices"]
+    if hint not in (int, float):
+        return True
+    finite = not isinstance(value, float) or math.isfinite(value)  # an int is, and math.isfinite overflows on a huge one
+    return finite and all(passes(value, spec[name]) for name, _, passes in BOUNDS if spec[name] is not None)
+
+
+def _requirement(hint: Any, spec: Mapping[str, Any]) -> str:
+    """What a value of type ``hint`` under the knob ``spec`` must be, as the error says it: ``an integer >= 2
+    (why)``, ``a finite number between 0 and 1``, ``one of bm25, dense``."""
+    if spec["choices"]:
+        return f"one of {', '.join(map(str, spec['choices']))}"
+    bounds = ""
+    if hint in (int, float):
+        both = spec["minimum"] is not None and spec["maximum"] is not None
+        bounds = (f"between {spec['minimum']} and {spec['maximum']}" if both else
+                  " and ".join(f"{sign} {spec[name]}" for name, sign, _ in BOUNDS if spec[name] is not None))  # fmt: skip
+    reason = f" ({spec['reason']})" if spec["reason"] else ""
+    return " ".join(filter(None, (_describe(hint), bounds))) + reason
+
+
 def _describe(hint: Any) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+    names = {str: "a string", int: "an integer", float: "a finite number", bool: "true or false", type(None): "null"}
     return names.get(hint, "a " + getattr(typing.get_origin(hint), "__name__", str(hint)).replace("dict", "mapping"))
-
-
-def _out_of_range(value: Any, spec: dict[str, Any], path: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
-    if spec["choices"] and value not in spec["choices"]:
-        return path, f"must be one of {', '.join(spec['choices'])}, got {value!r}"
-    low, high = spec["minimum"], spec["maximum"]
-    if isinstance(value, int | float) and ((low is not None and value < low) or (high is not None and value > high)):
-        bounds = f">= {low}" if high is None else f"between {low} and {high}"
-        return path, f"must be {bounds}, got {value!r}"
-    return None
 
 
 def _line_of(text: str, path: tuple[str, ...]) -> int | None:

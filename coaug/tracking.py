@@ -56,6 +56,13 @@ def params_hash(params: Params) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(params), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def store_folders(store: Mlflow) -> list[Path]:
+    """The local folders a stage's MLflow run writes: the artifact root and the sqlite store's folder."""
+    uri = store.tracking_uri
+    database = [Path(uri.removeprefix("sqlite:///")).parent] if uri.startswith("sqlite:///") else []
+    return [Path(store.artifact_root), *database]
+
+
 def configure_mlflow(store: Mlflow, dataset: Dataset):
     """Point MLflow at the project's store and select the dataset's experiment."""
     runtime_env.configure()

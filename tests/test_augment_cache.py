@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from coaug.augment.cache import AugmentCache, cache_key
 
 
 def entry(key: str, text: str) -> dict:
-    return {"key": key, "id": key, "augmentation": text}
+    return {"key": key, "id": key, "augmentation": text, "format_valid": True, "new_tokens": 2}
 
 
 def test_key_depends_on_every_part():
@@ -81,6 +83,25 @@ def test_corrupt_complete_lines_are_skipped_and_their_texts_regenerated(tmp_path
     assert generated == ["two", "three"]
     # The good entries were kept, the two regenerated ones appended: all four are cached now.
     assert sum(key in AugmentCache(path) for key in cache.entries) == 4
+
+
+@pytest.mark.parametrize("damage", [
+    lambda e: {k: v for k, v in e.items() if k != "augmentation"}, lambda e: {**e, "augmentation": None},
+    lambda e: {k: v for k, v in e.items() if k != "new_tokens"}, lambda e: {**e, "format_valid": "yes"}, lambda e: [e],
+], ids=["no augmentation", "augmentation null", "no new_tokens", "format_valid a string", "no object"])  # fmt: skip
+def test_a_valid_json_line_without_an_entrys_fields_is_corrupt(tmp_path, caplog, damage):
+    path = tmp_path / "aug.jsonl"
+    AugmentCache(path).append([entry("a", "x"), entry("b", "y"), entry("c", "z")])
+    lines = path.read_text().splitlines()
+    lines[1] = json.dumps(damage(json.loads(lines[1])))
+    path.write_text("\n".join(lines) + "\n")
+    caplog.clear()
+    cache = AugmentCache(path)
+    # Skipped like a garbled line, so "b" is generated again instead of failing the pass that reads it.
+    assert ("a" in cache, "b" in cache, "c" in cache) == (True, False, True)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: skipped 1 corrupt line of 3 (first: line 2); their texts will be generated again"
+    ]
 
 
 def test_key_is_stable_across_releases():

@@ -14,7 +14,7 @@ from coaug.errors import CoaugError
 
 
 def entry(key: str) -> dict:
-    return {"key": key, "id": key, "augmentation": f"aug {key}"}
+    return {"key": key, "id": key, "augmentation": f"aug {key}", "format_valid": True, "new_tokens": 2}
 
 
 def write_entries(path: Path, keys: str) -> None:

@@ -56,6 +56,35 @@ def test_corpus_errors_name_file_line_and_field(tiny_beir, line, expected):
     assert str(error.value) == f"{tiny_beir}/{expected}"
 
 
+ID_PROBLEM = "must not contain whitespace or control characters, got"
+
+
+@pytest.mark.parametrize(("name", "line_no", "line", "expected"), [
+    ("corpus.jsonl", 2, '{"_id": "D 2", "text": "x"}', f"corpus.jsonl:2: field '_id': {ID_PROBLEM} 'D 2'"),
+    ("corpus.jsonl", 2, '{"_id": "D2\\n", "text": "x"}', f"corpus.jsonl:2: field '_id': {ID_PROBLEM} 'D2\\n'"),
+    ("corpus.jsonl", 2, '{"_id": "D\\t2", "text": "x"}', f"corpus.jsonl:2: field '_id': {ID_PROBLEM} 'D\\t2'"),
+    ("queries.jsonl", 3, '{"_id": "Q\\u001b3", "text": "asthma diet"}',
+     f"queries.jsonl:3: field '_id': {ID_PROBLEM} 'Q\\x1b3'"),
+    ("queries.jsonl", 3, '{"_id": "Q\\u00a03", "text": "asthma diet"}',
+     f"queries.jsonl:3: field '_id': {ID_PROBLEM} 'Q\\xa03'"),
+    ("qrels/test.tsv", 2, "Q 1\tD5\t2", f"qrels/test.tsv:2: field 'query-id': {ID_PROBLEM} 'Q 1'"),
+    ("qrels/test.tsv", 3, "Q1\tD1 \t1", f"qrels/test.tsv:3: field 'corpus-id': {ID_PROBLEM} 'D1 '"),
+])  # fmt: skip
+def test_ids_with_whitespace_or_control_characters_are_refused(tiny_beir, name, line_no, line, expected):
+    # A TREC run splits its lines on whitespace: `evaluate` would fail on such an id a stage later.
+    replace_line(tiny_beir / name, line_no, line)
+    with pytest.raises(DataError) as error:
+        load(tiny_beir)
+    assert str(error.value) == f"{tiny_beir}/{expected}"
+
+
+def test_ids_with_slashes_and_dots_are_kept_as_written(tiny_beir):
+    replace_line(tiny_beir / "corpus.jsonl", 2, json.dumps({"_id": "../D2", "title": "", "text": "up a folder"}))
+    replace_line(tiny_beir / "corpus.jsonl", 3, json.dumps({"_id": "a/b.c", "title": "", "text": "a path"}))
+    corpus = load(tiny_beir, max_unknown=5).corpus
+    assert "../D2" in corpus and "a/b.c" in corpus
+
+
 def test_empty_corpus(tiny_beir):
     (tiny_beir / "corpus.jsonl").write_text("\n")
     with pytest.raises(DataError, match=r"corpus.jsonl: empty corpus: no documents$"):

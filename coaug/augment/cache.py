@@ -4,8 +4,8 @@ One JSON line per result, keyed by (text id, the exact input text, prompt digest
 generation params) — the text itself, so a changed truncation budget or corpus edit never hits stale entries. Each
 batch is appended with one write and fsync'd, so ``kill -9`` can at worst leave a torn LAST line, which
 the next open cuts off (logged). A corrupt complete line is not something a crash produces (a bad disk, a
-stray write): it is skipped with one warning, so its text misses the cache and is generated again, and
-every good entry is kept.
+stray write, an edit that dropped a field): it is skipped with one warning, so its text misses the cache and
+is generated again, and every good entry is kept.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+# What the augment stage reads of an entry, with its type; an entry without one of them is corrupt.
+FIELDS = {"key": str, "augmentation": str, "format_valid": bool, "new_tokens": int}
 
 
 def cache_key(text_id: str, text: str, prompt_digest: str, model_fingerprint: str, generation: dict) -> str:
@@ -45,11 +48,12 @@ class AugmentCache:
         for line_no, line in enumerate(lines, start=1):
             try:
                 entry = json.loads(line.decode("utf-8"))
-                key = entry["key"]
-            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                entry = None
+            if not is_entry(entry):
                 corrupt.append(line_no)
                 continue
-            self.entries.setdefault(key, entry)
+            self.entries.setdefault(entry["key"], entry)
         if corrupt:
             logger.warning("%s: skipped %d corrupt line%s of %d (first: line %d); their texts will be generated again",
                            self.path, len(corrupt), "s" if len(corrupt) > 1 else "", len(lines), corrupt[0])  # fmt: skip
@@ -72,3 +76,7 @@ class AugmentCache:
             os.fsync(handle.fileno())
         for entry in fresh:
             self.entries[entry["key"]] = entry
+
+
+def is_entry(entry: object) -> bool:
+    return isinstance(entry, dict) and all(isinstance(entry.get(name), kind) for name, kind in FIELDS.items())

@@ -1,8 +1,9 @@
 """Read and validate a BEIR-format collection (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
 
 The data contract follows beir-cellar/beir: ``corpus = {doc_id: {"title", "text"}}``,
-``queries = {qid: text}``, ``qrels = {qid: {doc_id: int}}``. Ids always stay strings.
-Every defect is reported as one :class:`DataError` naming file, line and field.
+``queries = {qid: text}``, ``qrels = {qid: {doc_id: int}}``. Ids always stay strings, without whitespace or
+control characters (they go into whitespace-separated TREC runs and tab-separated qrels). Every defect is
+reported as one :class:`DataError` naming file, line and field.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import os
+import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from coaug.errors import DataError
 logger = logging.getLogger(__name__)
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+NOT_REGULAR = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 Corpus = dict[str, dict[str, str]]
 Queries = dict[str, str]
@@ -37,6 +42,7 @@ def load_dataset(folder: str | Path, splits: list[str], max_unknown_qrels: int) 
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(str(folder), "dataset folder does not exist")
+    require_regular_files(folder)
     corpus = read_corpus(folder / "corpus.jsonl")
     queries = read_queries(folder / "queries.jsonl")
     qrels, dropped = {}, {}
@@ -47,6 +53,23 @@ def load_dataset(folder: str | Path, splits: list[str], max_unknown_qrels: int) 
         raw = read_qrels(path)
         qrels[split], dropped[split] = drop_unknown_ids(raw, corpus, queries, path, max_unknown_qrels)
     return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, dropped_qrels=dropped)
+
+
+def require_regular_files(folder: str | Path) -> None:
+    """Refuse a dataset folder that holds anything but files and folders (links followed). Every file in it is
+    read, by ``prepare`` and by DVC hashing the stage's deps (``dvc status``, ``coaug plan``): a FIFO would
+    block either for good, a device is no data, and a link loop or a dangling link cannot be read."""
+    for root, folders, files in os.walk(folder):
+        for name in folders + files:
+            path = Path(root, name)
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:
+                raise DataError(str(path), f"cannot be read ({exc.strerror}): a dataset folder holds regular files "
+                                "only") from None  # fmt: skip
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                kind = NOT_REGULAR.get(stat.S_IFMT(mode), "not a file")
+                raise DataError(str(path), f"{kind}, not a regular file: a dataset folder holds regular files only")
 
 
 def _read_jsonl(path: Path):
@@ -86,7 +109,15 @@ def _id_field(record: dict, path: Path, line_no: int) -> str:
     # Integers are accepted as written (BEIR's SciFact uses them); anything else is ambiguous.
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
         raise DataError(str(path), f"must be a non-empty string, got {value!r}", line_no, "_id")
-    return str(value)
+    return _plain_id(str(value), path, line_no, "_id")
+
+
+def _plain_id(value: str, path: Path, line_no: int, name: str) -> str:
+    """``value``, refused when a whitespace or control character in it would split or break a line of a TREC
+    run or a qrels file."""
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+        raise DataError(str(path), f"must not contain whitespace or control characters, got {value!r}", line_no, name)
+    return value
 
 
 def _text_field(record: dict, name: str, path: Path, line_no: int, required: bool) -> str:
@@ -151,6 +182,8 @@ def read_qrels(path: Path) -> Qrels:
         if len(parts) != 3:
             raise DataError(str(path), f"expected 3 tab-separated fields, got {len(parts)}", line_no)
         qid, doc_id, score = parts
+        for name, text_id in zip(QRELS_HEADER, (qid, doc_id)):
+            _plain_id(text_id, path, line_no, name)
         try:
             value = int(score)
         except ValueError:

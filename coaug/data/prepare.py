@@ -16,12 +16,13 @@ from coaug.data.fetch import resolve_source
 logger = logging.getLogger(__name__)
 
 LENGTH_PERCENTILES = (50, 90, 99, 100)
+DOWNLOADS = ".downloads"  # beside the prepared folder: the BEIR zips of URL sources, and their extraction
 
 
 def prepare(source: str, sha256: str | None, splits: list[str], max_unknown_qrels: int, out_dir: str | Path) -> dict:
     """Validate ``source`` and write ``out_dir/{corpus.jsonl,queries.jsonl,qrels/*.tsv,stats.json}``."""
     out_dir = Path(out_dir)
-    folder = resolve_source(source, sha256, out_dir.parent / ".downloads")
+    folder = resolve_source(source, sha256, out_dir.parent / DOWNLOADS)
     dataset = load_dataset(folder, splits, max_unknown_qrels)
     with atomic_directory(out_dir) as staging:
         write_normalised(dataset, staging)

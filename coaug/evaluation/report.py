@@ -1,4 +1,5 @@
-"""The ``report`` stage: every evaluated system side by side, tested against the baseline."""
+"""The ``report`` stage: every evaluated system side by side, tested against the baseline; the markdown is
+rendered by coaug.evaluation.rendering."""
 
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from coaug.errors import CoaugError
 from coaug.evaluation.outputs import output_paths
 from coaug.evaluation.per_query_file import read_per_query
 from coaug.evaluation.plots import comparison_bars
+from coaug.evaluation.rendering import (
+    LEFT_OUT, NOT_RUN, comparisons_table, markdown_table, policy_block, readme_block, relative_link, results_page,
+    with_block,
+)  # fmt: skip
 from coaug.evaluation.significance import compare, holm_adjust
-from coaug.params_schema import Dataset, Evaluation, Outputs
+from coaug.params_schema import AugmentedSystem, Dataset, Evaluation, Outputs, System
 from coaug.tracking import dataset_checksum
 
 logger = logging.getLogger(__name__)
@@ -100,61 +105,17 @@ def adjust_for_multiplicity(summary: dict[str, Any]) -> None:
             test[f"{kind}_holm"] = adjusted
 
 
-def significance_mark(test: dict[str, Any], alpha: float) -> str:
-    """``*`` when both Holm-adjusted p-values are below ``alpha``."""
-    return "*" if max(test["p_ttest_holm"], test["p_bootstrap_holm"]) < alpha else ""
-
-
-def test_cells(test: dict[str, Any], alpha: float) -> list[str]:
-    return [f"{test['mean_diff']:+.4f}{significance_mark(test, alpha)}", f"{test['p_ttest']:.2g}",
-            f"{test['p_ttest_holm']:.2g}", f"{test['p_bootstrap']:.2g}", f"{test['p_bootstrap_holm']:.2g}"]  # fmt: skip
-
-
-TEST_HEADER = ["p (t-test)", "p (t, Holm)", "p (bootstrap)", "p (boot., Holm)"]
-
-
-def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, alpha: float) -> str:
-    """Systems x metrics, plus the paired tests on the significance metric (``*``: Holm-adjusted p < alpha)."""
-    header = ["system", *metrics, f"Δ vs {baseline}", *TEST_HEADER]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, entry in summary.items():
-        cells = [name, *(f"{entry[m]:.4f}" for m in metrics)]
-        test = entry.get(f"vs_{baseline}")
-        cells += test_cells(test, alpha) if test else ["—"] * (1 + len(TEST_HEADER))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def comparisons_table(summary: dict[str, Any], comparisons: list[list[str]], metric: str, alpha: float) -> str:
-    """The ``evaluation.comparisons`` pairs that were both evaluated (e.g. trained vs untrained policy)."""
-    rows = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in comparisons
-            if name in summary and f"vs_{reference}" in summary[name]]  # fmt: skip
-    if not rows:
-        return ""
-    header = ["system", "against", f"Δ {metric}", *TEST_HEADER]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([name, reference, *test_cells(test, alpha)]) + " |" for name, reference, test in rows]
-    return "\n".join(lines) + "\n"
-
-
-def policy_block(summary: dict[str, Any], block: dict[str, dict[str, str]], metric: str) -> str:
-    """One row per retriever, one column per policy (``evaluation.policy_block``): the metric of each
-    evaluated system, blank where it was not evaluated or not configured."""
-    columns = list(dict.fromkeys(column for row in block.values() for column in row))
-    lines = ["| retriever | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
-    for retriever, row in block.items():
-        cells = [f"{summary[row[c]][metric]:.4f}" if row.get(c) in summary else "" for c in columns]
-        lines.append(f"| {retriever} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def write_report(
-    systems: list[str], evaluation: Evaluation, outputs: Outputs, dataset: Dataset
-) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Write summary.json, results.md, comparison.png and headline.csv; return the summary and paths.
+    systems: list[str], evaluation: Evaluation, outputs: Outputs, dataset: Dataset, plain: dict[str, System],
+    augmented: dict[str, AugmentedSystem],
+) -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+    """Write summary.json, results.md, comparison.png and headline.csv, the results page and the README's
+    headline table (:func:`publish`); return the summary and the paths written.
 
     Systems without metrics yet are named in results.md as not evaluated, and those whose metrics belong to
-    another dataset or split are left out with the reason, never silently dropped nor mixed in."""
+    another dataset or split are left out with the reason, never silently dropped nor mixed in. ``plain`` and
+    ``augmented`` (params.yaml's ``systems`` and ``augmented_systems``) say what each system is."""
+    listed = systems
     systems, missing = evaluated(outputs, systems)
     stale = {name: reason for name in systems if (reason := stale_reason(outputs, dataset, name))}
     summary = build_report([name for name in systems if name not in stale], evaluation, outputs, dataset)  # a stale baseline fails here
@@ -195,4 +156,23 @@ def write_report(
     writer.writerow(["system", key_metric])
     writer.writerows([name, f"{entry[key_metric]:.4f}"] for name, entry in summary.items())
     write_text(paths["headline"], buffer.getvalue())
+    absent = {**dict.fromkeys(missing, NOT_RUN), **dict.fromkeys(stale, LEFT_OUT)}
+    queries = json.loads(output_paths(outputs, baseline)["metrics"].read_text()).get("queries")
+    caption = f"{dataset.name}, {dataset.eval_split} split" + (f", {queries} queries" if queries else "")
+    paths["page"] = Path(outputs.results_page)
+    write_text(paths["page"], results_page(summary, listed, evaluation, plain, augmented, absent, caption))
+    if outputs.readme:
+        publish(Path(outputs.readme), readme_block(summary, evaluation, plain, augmented, absent, caption,
+                                                   relative_link(paths["page"], outputs.readme)))  # fmt: skip
     return summary, paths
+
+
+def publish(readme: Path, block: str) -> None:
+    """Rewrite the README's headline table between its markers; a project without a README has none to keep."""
+    if not readme.is_file():
+        logger.info("no %s: its headline table is not rendered", readme)
+        return
+    text = readme.read_text()
+    updated = with_block(text, block, str(readme))
+    if updated != text:
+        write_text(readme, updated)

@@ -18,12 +18,13 @@ import hashlib
 import importlib.util
 import json
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coaug import runtime_env
-from coaug.atomic_io import atomic_directory, write_json
+from coaug.atomic_io import atomic_directory, require_writable, write_json
 from coaug.errors import CoaugError
 from coaug.policy.precision import machine_dtype
 
@@ -125,7 +126,7 @@ def resolve_policy_folder(spec: str, cache_dir: str | Path) -> tuple[Path, Path,
         raise CoaugError(f"policy '{spec}': {path} is not a Hugging Face model folder (no config.json with weights)")
     if not _is_tokenizer_dir(path):
         raise CoaugError(f"policy '{spec}': {path} holds no tokenizer (tokenizer_config.json)")
-    return path, path, _weight_digests(path)
+    return path, path, _weight_digests(spec, path)
 
 
 def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
@@ -136,14 +137,16 @@ def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
     interrupted conversion never leaves a half-written model behind.
     """
     gguf_path = Path(gguf_path)
-    target = Path(cache_dir) / _file_sha256(gguf_path)[:FINGERPRINT_HEX]
+    target = Path(cache_dir) / _source_sha256(str(gguf_path), gguf_path)[:FINGERPRINT_HEX]
     if _is_complete(target):
         return target
+    require_writable(replaced=[target])
     logger.info("converting %s to safetensors in %s (once; takes ~20 s for a 135M model)", gguf_path, target)
     with atomic_directory(target) as staging:
         try:
             _convert_gguf_into(gguf_path, staging)
-        except (OSError, ValueError, KeyError) as exc:  # gguf's reader: bad magic, truncated tensors, unknown fields
+        # gguf's reader: bad magic, a header cut short (struct), truncated tensors, unknown fields
+        except (OSError, ValueError, KeyError, struct.error) as exc:
             raise CoaugError(f"policy '{gguf_path}': not a readable GGUF file ({first_line(exc)}): point policy.model "
                              "at an intact .gguf, a model folder or a registry version") from None  # fmt: skip
         _write_checksums(staging, source=gguf_path)
@@ -169,6 +172,7 @@ def download_registered_model(uri: str, cache_dir: str | Path) -> Path:
         target = Path(cache_dir) / "mlflow" / name / str(version)
         if _is_complete(target):
             return target
+        require_writable(replaced=[target])
         with atomic_directory(target) as staging:
             download_artifacts(artifact_uri=f"{MLFLOW_SCHEME}{name}/{version}", dst_path=str(staging))
             _write_checksums(staging, source=uri)
@@ -287,8 +291,17 @@ def _recorded_digests(model_dir: Path, root: Path) -> dict[str, str]:
     return {path.name: files[str(path.relative_to(root))]["sha256"] for path in _weight_files(model_dir)}
 
 
-def _weight_digests(folder: Path) -> dict[str, str]:
-    return {path.name: _file_sha256(path) for path in _weight_files(folder)}
+def _weight_digests(spec: str, folder: Path) -> dict[str, str]:
+    return {path.name: _source_sha256(spec, path) for path in _weight_files(folder)}
+
+
+def _source_sha256(spec: str, path: Path) -> str:
+    """The sha256 of a file the policy ``spec`` is read from, which this process may not be allowed to read."""
+    try:
+        return _file_sha256(path)
+    except OSError as exc:
+        raise CoaugError(f"policy '{spec}': {path} cannot be read ({exc.strerror}): give this user read access to "
+                         "it, or point policy.model at a copy it can read") from None  # fmt: skip
 
 
 def _weight_files(folder: Path) -> list[Path]:

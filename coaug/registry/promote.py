@@ -22,7 +22,7 @@ from coaug.evaluation.outputs import output_paths
 from coaug.evaluation.per_query_file import read_per_query
 from coaug.params_schema import Outputs, Params
 from coaug.registry.register import CHALLENGER
-from coaug.registry.serving import build_manifest, snapshot
+from coaug.registry.serving import build_manifest, restore, snapshot
 from coaug.tracking import configure_mlflow, dataset_checksum, stage_run
 
 REPORT_FILE = "promotion.json"
@@ -40,8 +40,9 @@ def promote(params: Params) -> dict[str, Any]:
     challenger = aliased_version(aliases, name, CHALLENGER)
     champion = aliases.get(CHAMPION)
     serving_dir = Path(params.promotion.serving_dir)
-    # DVC declares the serving folder as an output: it must exist even while nothing has been promoted.
-    serving_dir.mkdir(parents=True, exist_ok=True)
+    # Whatever this run decides, the champion's bundle is served afterwards, even after a promotion that a kill
+    # cut short, and the folder exists: DVC declares it an output, even while nothing has been promoted.
+    restore(serving_dir, champion)
     report_path = Path(params.outputs.reports_dir) / REPORT_FILE
     base = {"model_name": name, "challenger_version": challenger, "champion_version": champion}
     if champion == challenger:
@@ -70,8 +71,8 @@ def promote(params: Params) -> dict[str, Any]:
         run.log_artifact(str(per_query_path), artifact_path=ARTIFACT_DIR)
         _set_tags(client, name, challenger, evaluation.tags())
         if decision.promote:
-            snapshot(serving_dir, index_dirs, manifest)
-            client.set_registered_model_alias(name, CHAMPION, challenger)
+            snapshot(serving_dir, index_dirs, manifest, champion,
+                     lambda: client.set_registered_model_alias(name, CHAMPION, challenger))  # fmt: skip
         # Tagged last: a version tagged "promoted" is the champion and is served.
         _set_tags(client, name, challenger, decision_tags(decision))
         report = {**base, **decision_report(decision), "system": system, "split": evaluation.split}

@@ -10,8 +10,10 @@ augmented by the policy with the manifest's query prompt, joined to the query as
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +137,25 @@ def result_json(result: Result) -> dict[str, Any]:
     }
 
 
+def result_line(result: Result) -> str:
+    """The result as one JSON line, with the control characters that JSON leaves raw (DEL, C1) escaped too."""
+    text = json.dumps(result_json(result), ensure_ascii=False)
+    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) == "Cc" else char for char in text) + "\n"
+
+
 def result_table(result: Result) -> str:
-    rows = [f"{hit.rank}\t{hit.doc_id}\t{hit.score:.4f}\t{hit.title}" for hit in result.hits]
+    rows = [f"{hit.rank}\t{hit.doc_id}\t{hit.score:.4f}\t{printable(hit.title)}" for hit in result.hits]
     return "\n".join([
-        f"query: {result.query} ({result.seconds:.2f} s)", "rank\tdoc_id\tscore\ttitle", *rows,
-        f"augmented query: {result.query_text}",
+        f"query: {printable(result.query)} ({result.seconds:.2f} s)", "rank\tdoc_id\tscore\ttitle", *rows,
+        f"augmented query: {printable(result.query_text)}",
     ]) + "\n"  # fmt: skip
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character escaped as Python writes it (``\\x1b``, ``\\n``): a query or title
+    echoed to a terminal must not move its cursor, change its colours or break the table's lines."""
+    return "".join(char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc" else char
+                   for char in text)  # fmt: skip
 
 
 def _retriever(

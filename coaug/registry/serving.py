@@ -4,7 +4,9 @@
 the evaluated ranking (systems, augmentation and its query prompt text, BM25/dense knobs), and
 ``<serving_dir>/indexes/<system>`` are copies of the evaluated indexes. A snapshot, not references: editing
 params.yaml, a prompt file or rebuilding an index later must not change what is served until the next
-promotion. The bundle is swapped in atomically, so a reader never sees half of one.
+promotion. The bundle is swapped in atomically, so a reader never sees half of one, and the champion's bundle
+stays at hand until the alias has moved: after a kill anywhere in a promotion, the next ``coaug promote``
+serves the champion's bundle again, whatever it decides (:func:`restore`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from coaug import params as P
-from coaug.atomic_io import atomic_directory, write_json
+from coaug.atomic_io import atomic_directory, restore_directory, write_json
 from coaug.errors import CoaugError
 from coaug.params_schema import AugmentedSystem, Params
 from coaug.policy.prompts import Prompt, load_prompt
@@ -64,12 +67,38 @@ def build_manifest(params: Params, model_name: str, version: str, dataset_checks
     }
 
 
-def snapshot(serving_dir: str | Path, index_dirs: dict[str, Path], manifest: dict[str, Any]) -> None:
-    """Replace ``serving_dir`` with copies of ``index_dirs`` (system -> index folder) and the manifest."""
-    with atomic_directory(serving_dir) as staging:
+def snapshot(
+    serving_dir: str | Path, index_dirs: dict[str, Path], manifest: dict[str, Any], champion: str | None,
+    publish: Callable[[], None],
+) -> None:  # fmt: skip
+    """Replace ``serving_dir``, which serves ``champion`` (None: nothing), with copies of ``index_dirs`` (system
+    -> index folder) and the manifest. ``publish`` (the alias move) runs once the new bundle is in place and
+    before the old one is deleted: a kill before it returns leaves the old bundle aside, which the next
+    :func:`restore` or snapshot puts back, since the alias still names its version."""
+    with atomic_directory(serving_dir, holds_bundle(champion), publish) as staging:
         for system, index_dir in index_dirs.items():
             shutil.copytree(index_dir, staging / INDEXES / system)
         write_json(staging / MANIFEST, manifest)
+
+
+def restore(serving_dir: str | Path, champion: str | None) -> None:
+    """Leave ``serving_dir`` serving ``champion``'s bundle again after a promotion cut short by a kill (its
+    bundle set aside, or the challenger's in place before the alias moved), and an empty folder, which DVC
+    expects as the stage's output, while nothing has been promoted."""
+    restore_directory(serving_dir, holds_bundle(champion))
+
+
+def holds_bundle(version: str | None) -> Callable[[Path], bool]:
+    """Whether a serving folder holds the bundle of ``version``, or none when ``version`` is None."""
+    return lambda folder: served_version(folder) == version
+
+
+def served_version(folder: Path) -> str | None:
+    """The version whose bundle ``folder`` holds; None for an empty folder (or a manifest that cannot be read)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_manifest(serving_dir: str | Path) -> dict[str, Any]:

@@ -1,77 +1,108 @@
-"""Training knobs (params.yaml ``train``), each with the paper's reference value named in its comment."""
+"""Training knobs (params.yaml ``train``), each with its help and allowed values, and the paper's reference value
+named in its comment.
+
+Like every section, the train section must name every key: params.yaml is the only source of values (DVC tracks
+it), so a value missing there is an error, never a default filled in here.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coaug.errors import CoaugError
-from coaug.params_schema import Params, TrainOutputs
-from coaug.policy.precision import resolve_dtype
+from coaug.params_schema import Params, Problem, TrainOutputs, knob, params_error, section_problem
+from coaug.policy.precision import AUTO, DTYPES
+from coaug.rl.advantages import ADVANTAGE_ESTIMATORS
+from coaug.rl.reward import SAMPLING_MODES
 
 SIMILARITIES = ("bm25", "dense")
+REWARDS = ("in_batch", "index")
+# Read by dvc.yaml's train stage as deps (the indexes): one value for every variant.
+SHARED_FIELDS = ("reward_system", "curve_systems")
 REWARD_CONTROLS = ("none", "shuffled")
 OLD_LOGPROBS = ("auto", "recompute")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    policy: str  # starting policy spec (coaug.policy.model.load_policy)
-    split: str = "train"  # qrels split whose queries are trained on
-    steps: int = 300  # optimizer steps cap (the authors capped ~300)
-    epochs: int = 5  # passes over the training queries; steps = min(steps, epochs x steps per epoch)
-    queries_per_step: int = 32  # reference 32
-    k_pos: int = 5  # positives per query, with replacement
-    k_hardneg: int = 0
-    k_randneg: int = 10
-    rollouts: int = 5  # n rollouts per text
-    temperature: float = 1.2
-    repetition_penalty: float = 1.2
-    max_new_tokens: int = 64
-    doc_max_tokens: int = 256  # document TEXT budget before templating: augment.doc_max_tokens, as at inference
-    format: str = "plain"
-    query_prompt: str = "sparse_query"
-    doc_prompt: str = "sparse_doc"
-    similarity: str = "bm25"  # in-batch retriever of the reward: bm25 (k1 1.2, b 0.75) or dense cosine
-    sampling_mode: str = "batch_sampling"
-    kpos_reweight: float = 10.0
-    estimator: str = "centred"  # Dr. GRPO
-    posk: float = 0.2
-    negk: float = 0.1
-    q_only: bool = False  # ablation: documents stay unaugmented in the reward
-    k_only: bool = False  # ablation: queries stay unaugmented in the reward
-    reward_control: str = "none"  # "shuffled": the control run, rewards permuted within each role before the advantages
-    learning_rate: float = 1e-6
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    mini_batches: int = 4  # optimizer steps per batch, one PPO epoch
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.28  # clip-higher (DAPO)
-    generation_batch_size: int = 16
-    micro_batch_size: int = 8  # sequences per forward pass when scoring and updating (memory only: same maths)
-    dtype: str = "auto"  # autocast dtype of rollouts and update (coaug.policy.precision); weights stay fp32
-    old_logprobs: str = "auto"  # auto: recorded while sampling when rollouts and update compute in fp32; recompute: a scoring pass
-    kl_every: int = 10  # steps between measurements of the KL to the initial policy (a metric); 0 = never
-    lora: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
-    checkpoint_every: int = 10
-    keep_checkpoints: int = 2
-    sample_every: int = 10  # steps between logged tables of sample generations
-    validation_split: str = "dev"  # qrels split of the validation batches (disjoint from the eval split)
-    validation_batches: int = 8  # fixed composite batches of queries_per_step queries, drawn once (seeded)
-    eval_every: int = 5  # steps between validation scores (also at step 0 and at the end); 0 = never
-    seed: int = 0
-    num_processes: int = 1  # processes `accelerate launch` starts (coaug.rl.launcher); 1 = train in this process
+    """``train`` with a variant's overrides (:func:`train_config`). The comments name the paper's values; the
+    values in params.yaml are scaled for 2 CPU cores."""
+
+    policy: str | None = knob("starting policy spec (coaug.policy.model.load_policy); null = policy.model")
+    reward: str = knob("in_batch: the paper's BM25 over the batch's texts; index: NDCG@10 on reward_system's real index",
+                       choices=REWARDS)  # fmt: skip
+    reward_system: str = knob("a bm25_flat system (params augmented_systems) whose index and query weighting the index reward uses")
+    curve_systems: list[str] = knob("systems whose real index gives the dev curve (queries augmented by the policy in training)")
+    split: str = knob("qrels split whose queries are trained on")
+    steps: int = knob("optimizer steps cap", minimum=1)  # paper: ~300
+    epochs: int = knob("passes over the training queries; steps = min(steps, epochs x steps per epoch)", minimum=1)  # paper: 5
+    queries_per_step: int = knob("training queries per step", minimum=1)  # paper: 32
+    k_pos: int = knob("positives per query, with replacement", minimum=1)  # paper: 5
+    k_hardneg: int = knob("hard negatives per query", minimum=0)  # paper: 0
+    k_randneg: int = knob("random negatives per query", minimum=0)  # paper: 10
+    rollouts: int = knob("rollouts per text", minimum=2, reason="a group of one rollout has no baseline")  # paper: 5
+    temperature: float = knob("sampling temperature of the rollouts", above=0)  # paper: 1.2
+    repetition_penalty: float = knob("over prompt and output, as at inference", above=0)  # paper: 1.2
+    max_new_tokens: int = knob("tokens generated per rollout", minimum=1)  # paper: longer <think>/<answer> responses
+    doc_max_tokens: int = knob("document TEXT budget before templating: augment.doc_max_tokens, as at inference", minimum=1)
+    format: str = knob("prompt format folder")  # paper: plain
+    query_prompt: str = knob("prompt of the query rollouts")
+    doc_prompt: str = knob("prompt of the document rollouts")
+    similarity: str = knob("in-batch retriever of the reward: bm25 (k1 1.2, b 0.75) or dense cosine", choices=SIMILARITIES)  # paper: bm25
+    sampling_mode: str = knob("how the reward samples rankings (coaug.rl.reward)", choices=SAMPLING_MODES)  # paper: batch_sampling
+    kpos_reweight: float = knob("batch_sampling's weight of positives: w = 1 + kpos_reweight x gain", minimum=0)  # paper: 10
+    estimator: str = knob("advantage estimator (coaug.rl.advantages)", choices=ADVANTAGE_ESTIMATORS)  # paper: centred (Dr. GRPO)
+    posk: float = knob("scale of the positive documents' advantages", minimum=0)  # paper: 0.2
+    negk: float = knob("scale of the negative documents' advantages", minimum=0)  # paper: 0.1
+    q_only: bool = knob("ablation: documents stay unaugmented in the reward")
+    k_only: bool = knob("ablation: queries stay unaugmented in the reward")
+    reward_control: str = knob("shuffled: the control run, rewards permuted within each role before the advantages",
+                               choices=REWARD_CONTROLS)  # fmt: skip
+    learning_rate: float = knob("AdamW learning rate", above=0)  # paper: 1e-6 for a 7B model
+    weight_decay: float = knob("AdamW weight decay", minimum=0)  # paper: 0.01
+    grad_clip: float = knob("largest gradient norm of an update", above=0)  # paper: 1.0
+    mini_batches: int = knob("optimizer steps per batch, one PPO epoch", minimum=1)  # paper: 4
+    # The ratio is clipped to [1 - epsilon_low, 1 + epsilon_high]: a lower end below 0 would clip nothing.
+    epsilon_low: float = knob("PPO clip below 1", minimum=0, maximum=1)  # paper: 0.2
+    epsilon_high: float = knob("PPO clip above 1", minimum=0)  # paper: 0.28, clip-higher (DAPO)
+    generation_batch_size: int = knob("rollouts decoded together", minimum=1)
+    micro_batch_size: int = knob("sequences per forward pass when scoring and updating (memory only: same maths)", minimum=1)
+    dtype: str = knob("autocast dtype of rollouts and update (coaug.policy.precision); weights stay fp32", choices=(AUTO, *DTYPES))
+    old_logprobs: str = knob("auto: recorded while sampling when rollouts and update compute in fp32; recompute: a scoring pass",
+                             choices=OLD_LOGPROBS)  # fmt: skip
+    kl_every: int = knob("steps between measurements of the KL to the initial policy (a metric); 0 = never", minimum=0)
+    lora: dict[str, Any] = knob("LoRA adapters instead of full fine-tuning (coaug.rl.config.Lora)")
+    checkpoint_every: int = knob("steps between checkpoints", minimum=1)
+    keep_checkpoints: int = knob("newest checkpoints kept", minimum=1)
+    sample_every: int = knob("steps between logged tables of sample generations", minimum=1)
+    validation_split: str = knob("qrels split of the validation batches (disjoint from the eval split)")
+    validation_batches: int = knob("fixed composite batches of queries_per_step queries, drawn once (seeded)", minimum=1)
+    eval_every: int = knob("steps between validation scores (also at step 0 and at the end); 0 = never", minimum=0)
+    seed: int = knob("seeds the batches, rollouts and validation draw", minimum=0)  # numpy seeds are non-negative
+    num_processes: int = knob("processes `accelerate launch` starts (coaug.rl.launcher); 1 = train in this process", minimum=1)
+
+
+@dataclass(frozen=True)
+class Lora:
+    """``train.lora``: all but ``enabled`` is handed to peft's LoraConfig (coaug.rl.run.with_lora); TrainConfig
+    keeps the mapping."""
+
+    enabled: bool = knob("false = full fine-tuning")
+    r: int = knob("adapter rank", minimum=1)
+    lora_alpha: float = knob("adapter scale: updates are multiplied by lora_alpha / r", above=0)
+    lora_dropout: float = knob("dropout on the adapters' input", minimum=0, below=1)
+    target_modules: list[str] = knob("the Linear layers that get adapters")
 
 
 # Fields that leave the trained weights as they are, so a checkpoint may be resumed across a change of them
 # (coaug.rl.run.checkpoint_settings): `steps` and `epochs` only set where training stops (a longer run resumes a
-# shorter one), the others pace checkpoints, logging and metrics, or split the same maths over processes and
-# forward passes (memory only).
+# shorter one, never the reverse: coaug.rl.run.resume_refusal), the others pace checkpoints, logging and metrics,
+# or split the same maths over processes and forward passes (memory only).
 RUN_BOUND_FIELDS = frozenset({
     "steps", "epochs", "checkpoint_every", "keep_checkpoints", "sample_every", "kl_every", "num_processes",
-    "micro_batch_size", "eval_every",
+    "micro_batch_size", "eval_every", "curve_systems",
 })  # fmt: skip
 
 
@@ -84,42 +115,51 @@ def variant_outputs(train_outputs: TrainOutputs, variant: str) -> dict[str, Path
         "metrics": reports / f"{variant}.json",
         "curves": reports / f"{variant}.curves.csv",
         "validation": reports / f"{variant}.validation.csv",
+        "dev_curve": reports / f"{variant}.dev_curve.csv",
         "curves_plot": reports / f"{variant}.curves.png",
     }
 
 
-def train_config(params: Params, variant: str) -> TrainConfig:
-    """The ``train`` section with ``train_variants.<variant>``'s overrides on top."""
+def train_config(params: Params, variant: str, source: str | Path) -> TrainConfig:
+    """The ``train`` section with ``train_variants.<variant>``'s overrides on top, checked like every section
+    before any work: no key missing or unknown, each value of its type and in its range. A problem is one line
+    naming ``source`` (the params.yaml ``params`` were loaded from), the key's line and the key."""
     variants = params.train_variants
     if variant not in variants:
         raise CoaugError(f"params: unknown train variant '{variant}' (train_variants has {', '.join(variants)})")
-    section = dict(params.train)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = variants[variant] or {}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise CoaugError(f"params: unknown key 'train_variants.{variant}.{unknown[0]}'")
-    section.update(overrides)
-    section["policy"] = section.get("policy") or params.policy.model
-    # One truncation for training and inference, so the policy is trained on the inputs it will see.
-    section["doc_max_tokens"] = params.augment.doc_max_tokens
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise CoaugError(f"params: unknown key 'train.{unknown[0]}'")
-    config = TrainConfig(**section)
-    if config.similarity not in SIMILARITIES:
-        raise CoaugError(f"params: train.similarity must be one of {', '.join(SIMILARITIES)}")
-    if config.micro_batch_size < 1:
-        raise CoaugError(f"params: train.micro_batch_size must be >= 1, got {config.micro_batch_size}")
-    if config.kl_every < 0:
-        raise CoaugError(f"params: train.kl_every must be >= 0, got {config.kl_every}")
-    resolve_dtype(config.dtype, cuda_bf16=False, cpu_flags=frozenset())  # rejects an unknown dtype name early
-    if config.reward_control not in REWARD_CONTROLS:
-        raise CoaugError(f"params: train.reward_control must be one of {', '.join(REWARD_CONTROLS)}, got '{config.reward_control}'")
-    if config.old_logprobs not in OLD_LOGPROBS:
-        raise CoaugError(f"params: train.old_logprobs must be one of {', '.join(OLD_LOGPROBS)}, got '{config.old_logprobs}'")
-    if config.eval_every < 0 or config.validation_batches < 1:
-        raise CoaugError("params: train.eval_every must be >= 0 and train.validation_batches >= 1")
-    if config.q_only and config.k_only:
-        raise CoaugError("params: train.q_only and train.k_only exclude each other")
-    return config
+    # One document truncation for training and inference, so the policy is trained on the inputs it will see.
+    section = {**params.train, "doc_max_tokens": params.augment.doc_max_tokens}
+    config = {**section, **overrides}
+    problem = (
+        section_problem(section, TrainConfig, ("train",))
+        or section_problem(overrides, TrainConfig, ("train_variants", variant), partial=True)
+        or section_problem(config["lora"], Lora, setting_path("lora", overrides, variant))
+        or settings_conflict(params.train, overrides, variant)
+    )  # fmt: skip
+    if problem:
+        raise params_error(problem, str(source), Path(source).read_text())
+    return TrainConfig(**{**config, "policy": config["policy"] or params.policy.model})
+
+
+def setting_path(key: str, overrides: dict[str, Any], variant: str) -> tuple[str, ...]:
+    """Where a variant's value of ``key`` is written: its override, else the train section."""
+    return ("train_variants", variant, key) if key in overrides else ("train", key)
+
+
+def settings_conflict(train: dict[str, Any], overrides: dict[str, Any], variant: str) -> Problem | None:
+    """The first of a variant's settings (the ``train`` section with its ``overrides``) that is allowed alone
+    but not where it is written or with the others."""
+    config = {**train, **overrides}
+    if "doc_max_tokens" in config:  # train_config takes it from augment
+        return setting_path("doc_max_tokens", overrides, variant), "is augment.doc_max_tokens: set it there"
+    shared = [key for key in SHARED_FIELDS if key in overrides]
+    if shared:
+        return setting_path(shared[0], overrides, variant), ("set it in train only (dvc.yaml's train stage depends on "
+                                                              "its indexes, the same for every variant)")  # fmt: skip
+    if config["reward"] == "index" and config["similarity"] != "bm25":
+        return setting_path("similarity", overrides, variant), (
+            f"must be bm25 with train.reward index (it rescores on a BM25 index), got '{config['similarity']}'")  # fmt: skip
+    if config["q_only"] and config["k_only"]:
+        return setting_path("k_only", overrides, variant), "excludes q_only (an ablation trains one side: q_only the queries)"
+    return None

@@ -23,7 +23,12 @@ def needs_launch(num_processes: int, environ: Mapping[str, str]) -> bool:
     """Whether ``coaug train`` must relaunch itself: several processes asked for, and not yet launched."""
     if not isinstance(num_processes, int) or num_processes < 1:
         raise CoaugError(f"params: train.num_processes must be an integer >= 1, got {num_processes!r}")
-    return num_processes > 1 and not any(name in environ for name in LAUNCHED_ENV)
+    return num_processes > 1 and not is_launched(environ)
+
+
+def is_launched(environ: Mapping[str, str]) -> bool:
+    """Whether `accelerate launch` started this process."""
+    return any(name in environ for name in LAUNCHED_ENV)
 
 
 def is_main_process(environ: Mapping[str, str]) -> bool:

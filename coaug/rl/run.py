@@ -3,7 +3,8 @@
 Checkpoints every ``train.checkpoint_every`` steps; a rerun after a crash resumes from the newest one
 with its step count, optimizer state and metric history. A checkpoint records the settings its weights
 were trained with (:func:`checkpoint_settings`), and a rerun with other settings (a ``dvc exp run -S
-train.…`` ablation: dvc.yaml keeps checkpoints across runs) starts from step 0 instead of resuming it.
+train.…`` ablation: dvc.yaml keeps checkpoints across runs) starts from step 0 instead of resuming it, as does
+a rerun of fewer steps than the checkpoint's.
 """
 
 from __future__ import annotations
@@ -13,23 +14,30 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from coaug import params as P
 from coaug.atomic_io import atomic_directory, atomic_open, write_json
+from coaug.augment.files import read_augmentations
 from coaug.data.beir import read_corpus, read_qrels, read_queries
 from coaug.rl.composite_batch import validation_batches
 from coaug.rl.checkpoint import latest_checkpoint, load_state, remove_checkpoints, save_checkpoint
 from coaug.errors import CoaugError
 from coaug.policy.model import load_policy
-from coaug.params_schema import Augment, Dataset, Dense, Policy as PolicySection
+from coaug.params_schema import Augment, Dataset, Dense, Params, Policy as PolicySection
+from coaug.policy.generation import GenerationParams
+from coaug.retrieval.lucene_bm25 import LuceneIndex
 from coaug.policy.prompts import load_prompt
 from coaug.rl.reward import corpus_idf
 from coaug.evaluation.significance import paired_ttest
 from coaug.tracking import dataset_checksum
 from coaug.rl.config import RUN_BOUND_FIELDS, TrainConfig
+from coaug.rl.index_curve import CURVE_METRIC, CurveSystem, DevCurve, RetrievalSettings
+from coaug.rl.index_reward import IndexReward
 from coaug.rl.trainer import CoaugTrainer, bm25_similarity
 
 logger = logging.getLogger(__name__)
@@ -49,9 +57,45 @@ VALIDATION_STREAM = 7  # seeds the validation draw apart from the training steps
 VALIDATION_COLUMNS = ("val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean")
 
 
+@dataclass(frozen=True)
+class RealIndexes:
+    """The real indexes training reads: the index reward's system and the dev curve's systems, with the
+    retrieval and inference-decoding settings of the pipeline (built by :func:`real_indexes`)."""
+
+    reward_system: CurveSystem
+    curve_systems: list[CurveSystem]
+    settings: RetrievalSettings
+    generation: GenerationParams
+    batch_size: int
+
+
+def real_indexes(params: Params, reward_system: str, curve_systems: list[str]) -> RealIndexes:
+    """``train.reward_system`` and ``train.curve_systems`` resolved against params; fails before any work on an
+    unknown system or an index reward on anything but a flat BM25 index."""
+    def resolved(name: str, key: str) -> CurveSystem:
+        try:
+            recipe = P.system(params, name)
+        except CoaugError as error:
+            raise CoaugError(f"params: train.{key}: {error}") from None
+        return CurveSystem(name, recipe, Path(params.outputs.indexes_dir) / name)
+
+    reward = resolved(reward_system, "reward_system")
+    if reward.recipe.retriever != "bm25_flat":
+        raise CoaugError(f"params: train.reward_system '{reward_system}' uses {reward.recipe.retriever}: "
+                         "the index reward rescores documents on a bm25_flat index")  # fmt: skip
+    return RealIndexes(
+        reward, [resolved(name, "curve_systems") for name in curve_systems],
+        RetrievalSettings(params.retrieval, params.bm25, params.dense),
+        # The augment stage's decoding (coaug.augment.run.generation_params), so step 0 is its untrained pass.
+        GenerationParams(max_new_tokens=params.generation.max_new_tokens,
+                         repetition_penalty=params.generation.repetition_penalty, do_sample=params.generation.do_sample),
+        params.augment.batch_size,
+    )  # fmt: skip
+
+
 def run_training(
     variant: str, config: TrainConfig, paths: dict[str, Path], dataset: Dataset, policy_params: PolicySection,
-    augment: Augment, dense_params: Dense, log_step, log_samples,
+    augment: Augment, dense_params: Dense, indexes: RealIndexes, log_step, log_samples,
 ) -> dict[str, Any]:  # fmt: skip
     """Train ``variant`` (a key of ``train_variants``, whose settings are ``config``), calling
     ``log_step(step, metrics)`` per step (and with the validation scores at each evaluation) and
@@ -60,7 +104,8 @@ def run_training(
     import torch
 
     torch.manual_seed(config.seed)
-    trainer, policy, validation = build_trainer(config, dataset, policy_params, augment, dense_params)
+    trainer, policy, validation = build_trainer(config, dataset, policy_params, augment, dense_params, indexes)
+    curve = dev_curve(config, dataset, augment, indexes, trainer.prompts["query"]) if config.eval_every else None
     accelerator = trainer.accelerator
     logger.info("training %s computes in %s (train.dtype %s)", variant, trainer.compute_dtype, config.dtype)
 
@@ -74,9 +119,12 @@ def run_training(
     def evaluate(after_steps: int) -> None:
         # The policy after ``after_steps`` updates; step 0 is the untrained policy.
         result = trainer.validate(validation)
-        scores.append({"step": after_steps, **result})
-        log_step(after_steps, {k: v for k, v in result.items() if k != "per_query"})
-        logger.info("validation after %d steps: in-batch NDCG@10 %.4f", after_steps, result["val_ndcg_in_batch"])
+        dev = curve(trainer.rollout_policy) if curve is not None and curve.systems else {}
+        scores.append({"step": after_steps, **result, "dev": dev})
+        log_step(after_steps, {**{k: v for k, v in result.items() if k != "per_query"},
+                               **{f"dev_ndcg.{name}": float(np.mean(list(q.values()))) for name, q in dev.items()}})  # fmt: skip
+        logger.info("validation after %d steps: in-batch NDCG@10 %.4f; real-index dev NDCG@10 %s", after_steps,
+                    result["val_ndcg_in_batch"], {n: round(float(np.mean(list(q.values()))), 4) for n, q in dev.items()})  # fmt: skip
 
     if config.eval_every and start == 0:
         evaluate(0)
@@ -96,7 +144,8 @@ def run_training(
                             {"history": history, "validation": scores, "settings": settings,
                              "settings_hash": settings_hash(settings)}, keep=config.keep_checkpoints)  # fmt: skip
     accelerator.wait_for_everyone()
-    summary = {**summarise(history, config), **summarise_validation(scores), "compute_dtype": trainer.compute_dtype}
+    summary = {**summarise(history, config), **summarise_validation(scores), **summarise_dev_curve(scores),
+               "compute_dtype": trainer.compute_dtype}  # fmt: skip
     if not accelerator.is_main_process:
         return summary
     final_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -107,21 +156,34 @@ def run_training(
         policy.tokenizer.save_pretrained(staging)
     write_curves(paths["curves"], history)
     write_validation(paths["validation"], scores)
+    write_dev_curve(paths["dev_curve"], scores, config.curve_systems)
     write_json(paths["metrics"], summary)
     return summary
 
 
 def run_validation(
-    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense
-) -> dict[str, Any]:
+    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense,
+    indexes: RealIndexes,
+) -> dict[str, Any]:  # fmt: skip
     """The validation scores of ``config.policy`` (any policy: a folder, GGUF or registry URI such as
-    models:/coaug-policy/3) on the fixed validation batches of a variant's ``config``, as training computes them."""
-    trainer, _, validation = build_trainer(config, dataset, policy_params, augment, dense_params)
-    return trainer.validate(validation)
+    models:/coaug-policy/3) on the fixed validation batches of a variant's ``config``, as training computes them,
+    and its real-index dev scores (``dev``: system -> qid -> NDCG@10)."""
+    trainer, _, validation = build_trainer(config, dataset, policy_params, augment, dense_params, indexes)
+    curve = dev_curve(config, dataset, augment, indexes, trainer.prompts["query"])
+    return {**trainer.validate(validation), "dev": curve(trainer.rollout_policy)}
+
+
+def dev_curve(config: TrainConfig, dataset: Dataset, augment: Augment, indexes: RealIndexes, prompt) -> DevCurve:
+    """The real-index dev curve of ``train.validation_split`` (coaug.rl.index_curve)."""
+    prepared = Path(dataset.prepared_dir)
+    qrels_path = validation_qrels_path(config, dataset)
+    return DevCurve(indexes.curve_systems, read_queries(prepared / "queries.jsonl"), read_qrels(qrels_path), prompt,
+                    indexes.generation, indexes.batch_size, indexes.settings)  # fmt: skip
 
 
 def build_trainer(
-    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense
+    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense,
+    indexes: RealIndexes,
 ) -> tuple[CoaugTrainer, Any, list]:
     """The trainer, its policy and the fixed validation batches (empty when ``eval_every`` is 0)."""
     import torch
@@ -152,22 +214,36 @@ def build_trainer(
 
         return AutoModelForCausalLM.from_pretrained(initial_dir, dtype=torch.float32).to(accelerator.device)
 
-    trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator, load_initial)
+    trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator, load_initial,
+                           index_reward(config, indexes, qrels, list(corpus)) if config.similarity == "bm25" else None)  # fmt: skip
     return trainer, policy, validation
+
+
+def index_reward(config: TrainConfig, indexes: RealIndexes, qrels, doc_ids: list[str]) -> IndexReward:
+    """The index reward of ``train.reward_system`` (also the proxy check of the in-batch reward)."""
+    system = indexes.reward_system
+    bm25 = indexes.settings.bm25
+    indexed = read_augmentations(system.recipe.doc_augmentation) if system.recipe.doc_augmentation else {}
+    index = LuceneIndex(system.index_dir, bm25.k1, bm25.b)
+    return IndexReward(index, qrels, system.recipe.query_repeat, indexed, doc_ids, bm25.search_threads)
 
 
 def validation_set(config: TrainConfig, dataset: Dataset, doc_ids: list[str]) -> list:
     """The fixed composite batches of ``train.validation_split``, drawn once from ``train.seed``."""
+    rng = np.random.default_rng([config.seed, VALIDATION_STREAM])
+    return validation_batches(read_qrels(validation_qrels_path(config, dataset)), doc_ids, rng, batches=config.validation_batches,
+                              queries_per_batch=config.queries_per_step, k_pos=config.k_pos,
+                              k_hardneg=config.k_hardneg, k_randneg=config.k_randneg)  # fmt: skip
+
+
+def validation_qrels_path(config: TrainConfig, dataset: Dataset) -> Path:
     if config.validation_split == dataset.eval_split:
         raise CoaugError(f"params: train.validation_split '{config.validation_split}' is the eval split: validate on another (dev)")
     path = Path(dataset.prepared_dir) / "qrels" / f"{config.validation_split}.tsv"
     if not path.is_file():
         raise CoaugError(f"{path}: no qrels for train.validation_split '{config.validation_split}': add it to dataset.splits "
                          "and rerun `coaug prepare` (or set train.eval_every: 0)")  # fmt: skip
-    rng = np.random.default_rng([config.seed, VALIDATION_STREAM])
-    return validation_batches(read_qrels(path), doc_ids, rng, batches=config.validation_batches,
-                              queries_per_batch=config.queries_per_step, k_pos=config.k_pos,
-                              k_hardneg=config.k_hardneg, k_randneg=config.k_randneg)  # fmt: skip
+    return path
 
 
 def with_lora(model, lora: dict[str, Any]):
@@ -224,9 +300,9 @@ def settings_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -
 
 
 def resume(trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]) -> tuple[int, list[dict], list[dict]]:
-    """Load the newest checkpoint when it was trained with ``settings``; returns the step to continue from,
-    the metric history and the validation scores. Checkpoints of other settings are deleted and training
-    starts from step 0."""
+    """Load the newest checkpoint when this run may continue it (:func:`resume_refusal`); returns the step to
+    continue from, the metric history and the validation scores. Otherwise the checkpoints are deleted and
+    training starts from step 0."""
     import torch
     from safetensors.torch import load_file
 
@@ -234,15 +310,14 @@ def resume(trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]
     if checkpoint is None:
         return 0, [], []
     state = load_state(checkpoint)
-    changes = settings_changes(state.get("settings"), settings)
-    if changes:
-        # Deleted now rather than at this run's first save: no run with these settings may resume them, and
-        # left in place the newest of them would outrank this run's own checkpoints.
+    refusal = resume_refusal(state, settings, trainer.config, trainer.steps_per_epoch())
+    if refusal:
+        # Deleted now rather than at this run's first save: this run may not resume them, and left in place the
+        # newest of them would outrank this run's own checkpoints.
         trainer.accelerator.wait_for_everyone()  # every process has read them before they go
         if trainer.accelerator.is_main_process:
             remove_checkpoints(checkpoint_dir)
-        logger.warning("%s was trained with other settings (%s): starting from step 0; its checkpoints are deleted",
-                       checkpoint, ", ".join(changes))  # fmt: skip
+        logger.warning("%s %s: starting from step 0; its checkpoints are deleted", checkpoint, refusal)
         return 0, [], []
     model = trainer.accelerator.unwrap_model(trainer.model)
     weights = {}
@@ -255,6 +330,23 @@ def resume(trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]
     trainer.sync_rollout_weights()
     logger.info("resumed from %s at step %d", checkpoint, state["step"])
     return state["step"], state["history"], state.get("validation", [])
+
+
+def resume_refusal(state: dict[str, Any], settings: dict[str, Any], config: TrainConfig, steps_per_epoch: int) -> str | None:
+    """Why a run of ``config`` may not continue the checkpoint whose ``state.json`` is ``state``, else None:
+    it was trained with other ``settings``, or for more steps than the run trains. Resumed, the latter would
+    train no step and register weights that params do not describe (a longer run continues a shorter one,
+    never the reverse)."""
+    changes = settings_changes(state.get("settings"), settings)
+    if changes:
+        return f"was trained with other settings ({', '.join(changes)})"
+    by_epochs = config.epochs * steps_per_epoch
+    total = min(config.steps, by_epochs)  # as CoaugTrainer.total_steps
+    if state["step"] > total:
+        limit = (f"train.steps {config.steps}" if config.steps <= by_epochs else
+                 f"train.epochs {config.epochs} x {steps_per_epoch} steps per epoch")  # fmt: skip
+        return f"is at step {state['step']}, past the {total} steps of this run ({limit})"
+    return None
 
 
 def check_finite(metrics: dict[str, float], step: int) -> None:
@@ -300,6 +392,33 @@ def summarise_validation(scores: list[dict]) -> dict[str, Any]:
         "val_p_last_vs_step0": paired_ttest(last, step0),
         "val_p_last_vs_first": paired_ttest(last, first),
     }
+
+
+def write_dev_curve(path: str | Path, scores: list[dict], systems: list[str]) -> None:
+    """step, then the mean real-index dev NDCG@10 of each curve system (coaug.rl.index_curve)."""
+    with atomic_open(path) as handle:
+        handle.write(",".join(["step", *systems]) + "\n")
+        for row in scores:
+            means = [f"{np.mean(list(row['dev'][name].values())):.6g}" for name in systems if name in row.get("dev", {})]
+            if len(means) == len(systems):
+                handle.write(",".join([str(row["step"]), *means]) + "\n")
+
+
+def summarise_dev_curve(scores: list[dict]) -> dict[str, Any]:
+    """Did the real-index dev curve rise? Per curve system: step 0, the final point and a paired t-test of
+    final against step 0 over the dev queries."""
+    if not scores or not scores[0].get("dev"):
+        return {}
+    first, last = scores[0]["dev"], scores[-1]["dev"]
+    summary: dict[str, Any] = {"dev_metric": CURVE_METRIC, "dev_queries": len(next(iter(first.values())))}
+    for name in first:
+        queries = sorted(first[name])
+        before = np.array([first[name][q] for q in queries])
+        after = np.array([last[name][q] for q in queries])
+        summary[f"dev_ndcg_step0.{name}"] = float(before.mean())
+        summary[f"dev_ndcg_final.{name}"] = float(after.mean())
+        summary[f"dev_p_final_vs_step0.{name}"] = paired_ttest(after, before)
+    return summary
 
 
 def summarise(history: list[dict], config: TrainConfig) -> dict[str, Any]:

@@ -47,7 +47,10 @@ from coaug.policy.model import Policy
 from coaug.rl.ppo_loss import clipped_policy_loss
 from coaug.policy.precision import machine_dtype
 from coaug.policy.prompts import Prompt, conversation, document_input
+from coaug.rl.index_reward import IndexReward
+from coaug.rl.proxy_agreement import mean_group_spearman
 from coaug.rl.reward import SAMPLES_PER_ROLLOUT, bm25_matrix, sampled_rewards, sampling_layout
+from coaug.rl.reward_sampling import joint_sample_count
 from coaug.rl.rollouts import SampledCompletion, recorded_scores, sample_rollouts
 from coaug.rl.sequence_logprobs import completion_scores, scoring_order
 from coaug.rl.config import TrainConfig
@@ -76,11 +79,14 @@ class CoaugTrainer:
     def __init__(
         self, config: TrainConfig, policy: Policy, prompts: dict[str, Prompt], corpus: Corpus, queries: Queries,
         qrels: Qrels, similarity: Callable[[list[str], list[str]], np.ndarray], accelerator,
-        load_initial: Callable[[], Any],
+        load_initial: Callable[[], Any], index_reward: IndexReward | None = None,
     ):  # fmt: skip
         self.config, self.policy, self.prompts = config, policy, prompts
         self.corpus, self.queries, self.qrels = corpus, queries, qrels
         self.similarity = similarity
+        # Scores every step's rollouts on the real index: the reward with train.reward index, else the check
+        # of the in-batch reward against it (the proxy metrics).
+        self.index_reward = index_reward
         self.accelerator = accelerator
         self.load_initial = load_initial
         self.query_ids = training_queries(qrels)
@@ -123,8 +129,17 @@ class CoaugTrainer:
         generation_started = time.perf_counter()
         rollouts = self.generate(slots, step)
         generation_seconds = time.perf_counter() - generation_started
+        reward_started = time.perf_counter()
         ordered, query_rewards, rewards = self.rewards(slots, rollouts, rng)
         roles = np.array([ROLE_OF_SLOT[slots[r.slot].role] for r in ordered])
+        index_metrics = {}
+        if self.index_reward is not None:
+            index_rewards = self.index_rewards(slots, ordered, np.random.default_rng([self.config.seed, step, 3]))
+            index_metrics = proxy_metrics(rewards, index_rewards, np.array([r.slot for r in ordered]), roles)
+            index_metrics["ndcg_index"] = float(index_rewards[roles == Role.QUERY].mean())
+            if self.config.reward == "index":
+                rewards = index_rewards
+        reward_seconds = time.perf_counter() - reward_started
         if self.config.reward_control == "shuffled":
             # The control run: the same rewards, each moved to another rollout of its role at random, so the
             # update sizes stay those of a real step while no reward says anything about its rollout.
@@ -149,7 +164,9 @@ class CoaugTrainer:
             "advantage_nonzero": float(np.mean([a != 0 for _, a in trained])),
             "generated_tokens_per_s": new_tokens / generation_seconds,
             "generation_seconds": generation_seconds,
+            "reward_seconds": reward_seconds,
             "update_seconds": update_seconds,
+            **index_metrics,
             "step_seconds": time.perf_counter() - started,
             **update,
         }
@@ -167,16 +184,38 @@ class CoaugTrainer:
                                  [self.retrieval_text(slots[r.slot], r) for r in columns])  # fmt: skip
         # The reference rounds scores to 6 decimals before ranking, which decides its score ties.
         scores = np.round(scores, SCORE_DECIMALS)
-        layout = sampling_layout(
-            np.array([slots[r.slot].group for r in rows]), np.array([slots[r.slot].group for r in columns]),
-            np.array([self.doc_number[slots[r.slot].text_id] for r in columns]),
-            np.array([slots[r.slot].relevance for r in columns]),
-        )  # fmt: skip
+        layout = self.layout(slots, rows, columns)
         query_rewards, doc_rewards = sampled_rewards(
             scores, layout, rng, mode=mode or self.config.sampling_mode, num_rollouts=len(rollouts),
             kpos_reweight=self.config.kpos_reweight, samples_per_rollout=samples_per_rollout,
         )  # fmt: skip
         return rows + columns, query_rewards, np.concatenate([query_rewards, doc_rewards])
+
+    def index_rewards(self, slots: list[Slot], ordered: list[Rollout], rng: np.random.Generator) -> np.ndarray:
+        """Every rollout's index reward (coaug.rl.index_reward), ``ordered`` as :meth:`rewards` returns them
+        (query rollouts first)."""
+        index = self.index_reward
+        rows = [r for r in ordered if slots[r.slot].role == QUERY]
+        columns = [r for r in ordered if slots[r.slot].role != QUERY]
+        layout = self.layout(slots, rows, columns)
+        # An ablated side keeps its original query, or the document as the index holds it.
+        row_texts = [index.query_text(self.queries[slots[r.slot].text_id], r.augmentation) for r in rows]
+        column_texts = [index.doc_text(slots[r.slot].text_id, self.corpus[slots[r.slot].text_id],
+                                       r.augmentation if r.trained else None) for r in columns]  # fmt: skip
+        key_docs = [slots[columns[c].slot].text_id for c in layout.columns_by_key[layout.key_start]]
+        num_samples = joint_sample_count(len(ordered), len(rows))
+        query_rewards, doc_rewards = index.rewards(
+            [slots[r.slot].text_id for r in rows], row_texts, column_texts, layout, key_docs, num_samples, rng,
+            self.config.kpos_reweight,
+        )  # fmt: skip
+        return np.concatenate([query_rewards, doc_rewards])
+
+    def layout(self, slots: list[Slot], rows: list[Rollout], columns: list[Rollout]):
+        return sampling_layout(
+            np.array([slots[r.slot].group for r in rows]), np.array([slots[r.slot].group for r in columns]),
+            np.array([self.doc_number[slots[r.slot].text_id] for r in columns]),
+            np.array([slots[r.slot].relevance for r in columns]),
+        )  # fmt: skip
 
     def validate(self, batches: list[list[Slot]]) -> dict[str, Any]:
         """Score fixed composite ``batches`` of a held-out split with ONE greedy rollout per text and no
@@ -362,6 +401,18 @@ def shuffled_within_roles(rewards: np.ndarray, roles: np.ndarray, rng: np.random
         where = np.flatnonzero(roles == role)
         shuffled[where] = shuffled[rng.permutation(where)]
     return shuffled
+
+
+def proxy_metrics(in_batch: np.ndarray, index: np.ndarray, slots: np.ndarray, roles: np.ndarray) -> dict[str, float]:
+    """How the in-batch reward orders each text's rollouts against the index reward (coaug.rl.proxy_agreement):
+    ``proxy_spearman_query`` over query texts, ``proxy_spearman_doc`` over document texts."""
+    is_query = roles == Role.QUERY
+    metrics = {}
+    for name, where in (("query", is_query), ("doc", ~is_query)):
+        agreement, groups = mean_group_spearman(in_batch[where], index[where], slots[where])
+        if groups:  # no group with an order on both sides: nothing measured, nothing logged
+            metrics[f"proxy_spearman_{name}"] = agreement
+    return metrics
 
 
 def role_reward_stats(rewards: np.ndarray, roles: np.ndarray) -> dict[str, float]:

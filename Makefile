@@ -1,7 +1,11 @@
-# Two entry points for a fresh machine (see README.md):
-#   make pipeline  - set up .venv and reproduce the DVC pipeline on the default dataset
-#   make test      - set up .venv and run the whole test suite (fast + real-data tiers)
-# Both are idempotent: setup is skipped while the lock files are unchanged.
+# Entry points for a fresh machine (see README.md):
+#   make pipeline    - set up .venv and reproduce the main job of the DVC pipeline (params.yaml main_job): the
+#                      baselines, the untrained pass, the policy and its control, the report, promotion
+#   make experiments - set up .venv and reproduce every stage (`dvc repro`): the main job, the ablations, the
+#                      dense setting
+#   make test        - set up .venv and run the whole test suite (fast + real-data tiers)
+#   make lint        - check formatting and import order with ruff (pyproject.toml's [tool.ruff]); CI runs it first
+# All are idempotent: setup is skipped while the lock files are unchanged, DVC reruns only what changed.
 
 SHELL := /bin/bash
 # Paths hang off the Makefile's own folder, so `make -f PATH/Makefile pipeline` runs another project's
@@ -19,7 +23,7 @@ export DVC_NO_ANALYTICS=1 PREFECT_SERVER_ANALYTICS_ENABLED=false OPENAI_API_KEY=
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=90
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup pipeline test test-fast
+.PHONY: setup pipeline experiments test test-fast lint
 
 setup: $(STAMP)
 
@@ -39,7 +43,17 @@ $(STAMP): $(ROOT)/requirements.lock $(ROOT)/pyproject.toml
 # pushed before (--allow-missing: an output nobody pushed is recomputed), push what this run added.
 HAS_REMOTE := $(BIN)/dvc remote default > /dev/null 2>&1
 
+# The main job's targets and their upstream, then the report alone: it depends on the whole metrics folder,
+# so `dvc repro report` would run every stage. `&&`: a failed `coaug plan` must not leave a bare `dvc repro`.
 pipeline: setup
+	if $(HAS_REMOTE); then $(BIN)/dvc pull --allow-missing; fi
+	$(BIN)/coaug plan --main
+	targets=$$($(BIN)/coaug plan --main-targets) && $(BIN)/dvc repro $$targets
+	$(BIN)/dvc repro --single-item report
+	if $(HAS_REMOTE); then $(BIN)/dvc push; fi
+	$(BIN)/dvc metrics show
+
+experiments: setup
 	if $(HAS_REMOTE); then $(BIN)/dvc pull --allow-missing; fi
 	$(BIN)/coaug plan
 	$(BIN)/dvc repro
@@ -51,3 +65,6 @@ test: setup
 
 test-fast: setup
 	cd $(ROOT) && $(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	cd $(ROOT) && $(BIN)/ruff format --check . && $(BIN)/ruff check .

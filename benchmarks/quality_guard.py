@@ -39,7 +39,9 @@ class Row(NamedTuple):
 def main() -> None:
     args = parse_args()
     metrics_dir = Path(args.metrics_dir)
-    print(f"{args.metric} before ({args.before}) vs after (working tree); guard: p > {args.alpha} or Δ >= -{args.tolerance}")
+    print(
+        f"{args.metric} before ({args.before}) vs after (working tree); guard: p > {args.alpha} or Δ >= -{args.tolerance}"
+    )
     print("| system | before | after | Δ | p (t-test) | p (Holm) | p (bootstrap) | queries | guard |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
@@ -66,12 +68,22 @@ def main() -> None:
         worse_holm = worse_raw and holm[row.system] <= args.alpha
         worse["uncorrected"] += worse_raw
         worse["after Holm"] += worse_holm
-        verdict = "identical" if row.identical else "WORSE" if worse_holm else "WORSE uncorrected; ok after Holm" if worse_raw else "ok"
+        verdict = (
+            "identical"
+            if row.identical
+            else "WORSE"
+            if worse_holm
+            else "WORSE uncorrected; ok after Holm"
+            if worse_raw
+            else "ok"
+        )
         print(
             f"| {row.system} | {row.before:.4f} | {row.after:.4f} | {result['mean_diff']:+.4f} | {result['p_ttest']:.2g} "
             f"| {'-' if row.identical else f'{holm[row.system]:.2g}'} | {result['p_bootstrap']:.2g} | {result['queries']} | {verdict} |"
         )
-    print(f"{len(rebuilt)} of {len(rows)} systems rebuilt; worse: {worse['uncorrected']} uncorrected, {worse['after Holm']} after Holm")
+    print(
+        f"{len(rebuilt)} of {len(rows)} systems rebuilt; worse: {worse['uncorrected']} uncorrected, {worse['after Holm']} after Holm"
+    )
 
 
 def parse_args() -> argparse.Namespace:

@@ -8,9 +8,10 @@ the NFCorpus IDF. A rollout's "augmentation" is a random subset of words of its 
 words of one of its positives), appended as ``original + "\\n\\n" + augmentation``: rollouts differ.
 
 Timed pass = BM25 matrix (tokenizing included) + layout + draws + NDCG/sums + per-rollout rewards.
-The loop reference (the plain-Python copy from tests/) is too slow for the whole batch on 2 shared cores:
-its BM25 runs on ``--loop-rows`` query rollouts and its sampling on ``--loop-samples`` joint samples of the
-full batch, both scaled linearly to the full size (each is a sum of independent per-row / per-sample terms).
+The loop reference (benchmarks/reward_loops.py, a copy of the tests' plain-loop port) is too slow for the
+whole batch on 2 shared cores: its BM25 runs on ``--loop-rows`` query rollouts and its sampling on
+``--loop-samples`` joint samples of the full batch, both scaled linearly to the full size (each is a sum of
+independent per-row / per-sample terms).
 Prints figures only.
 """
 
@@ -23,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.reward_loops import loop_batch_sampling, loop_bm25, loop_rewards
 from coaug.data.beir import read_corpus, read_qrels, read_queries
 from coaug.rl.reward import bm25_matrix, corpus_idf, sampled_rewards, sampling_layout
 from coaug.rl.reward_sampling import draw_joint_samples, joint_sample_count, joint_sample_rewards
-from tests.test_reward import loop_batch_sampling, loop_rewards
-from tests.test_reward_bm25 import loop_bm25
 
 NFCORPUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nfcorpus"
 QUERIES, POSITIVES, NEGATIVES, ROLLOUTS = 32, 5, 10, 5  # METHOD §3 reference batch

@@ -46,13 +46,16 @@ from coaug.policy.model import load_policy
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import load_prompt
 from coaug.registry.search import ServedSearch
+
 from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
 # name: (packed weights, coaug's own greedy loop, its layers in TorchScript)
 ENGINES = {
-    "plain weights": (False, False, False), "packed, generate": (True, False, False),
-    "packed, own loop, eager": (True, True, False), "packed, own loop": (True, True, True),
-}  # fmt: skip
+    "plain weights": (False, False, False),
+    "packed, generate": (True, False, False),
+    "packed, own loop, eager": (True, True, False),
+    "packed, own loop": (True, True, True),
+}
 
 
 @dataclasses.dataclass
@@ -65,13 +68,17 @@ class Timings:
 def main() -> None:
     args = parse_args()
     params = P.load_params(args.params)
-    print(f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}")
+    print(
+        f"CPU: {describe_machine()} | {describe_kernels()} | policy.dtype {params.policy.dtype} -> {machine_dtype(params.policy.dtype)} {load()}"
+    )
     queries = eval_queries(params.dataset, args.queries)
     engines = {}
     for name, (packed, own_loop, scripted) in ENGINES.items():
         started = time.perf_counter()
         try:
-            engines[name] = (served_engine if args.policy is None else augmentation_engine)(params, args, packed, own_loop, scripted)
+            engines[name] = (served_engine if args.policy is None else augmentation_engine)(
+                params, args, packed, own_loop, scripted
+            )
         except CoaugError as error:
             raise SystemExit(f"{error} (or time a policy's query augmentation alone: --policy SPEC)") from None
         print(f"{name}: warm-up {time.perf_counter() - started:.2f} s")
@@ -88,14 +95,18 @@ def main() -> None:
         print(f"{name:>{width}} {figures('augmentation', timing.augmentation)}")
         if args.policy is None:  # with --policy the augmentation is the whole answer
             print(f"{name:>{width}} {figures('total', timing.total)}")
-            print(f"{name:>{width}} {figures('retrieval', [t - a for t, a in zip(timing.total, timing.augmentation)])}")
+            print(
+                f"{name:>{width}} {figures('retrieval', [t - a for t, a in zip(timing.total, timing.augmentation)])}"
+            )
     names = list(ENGINES)
     plain = names[0]
     for previous, name in zip(names, names[1:]):
         fast = timings[name]
         same = sum(a == b for a, b in zip(timings[plain].augmentations, fast.augmentations))
-        print(f"{name} vs {plain}: p50 x{p50_ratio(timings[plain], fast):.2f}, vs {previous}: x{p50_ratio(timings[previous], fast):.2f} | "
-              f"identical augmentations {same}/{len(queries)}")  # fmt: skip
+        print(
+            f"{name} vs {plain}: p50 x{p50_ratio(timings[plain], fast):.2f}, vs {previous}: x{p50_ratio(timings[previous], fast):.2f} | "
+            f"identical augmentations {same}/{len(queries)}"
+        )
 
 
 Answer = Callable[[str], tuple[float, float, str]]
@@ -115,7 +126,9 @@ def served_engine(params: Params, args: argparse.Namespace, packed: bool, own_lo
     return answer
 
 
-def augmentation_engine(params: Params, args: argparse.Namespace, packed: bool, own_loop: bool, scripted: bool) -> Answer:
+def augmentation_engine(
+    params: Params, args: argparse.Namespace, packed: bool, own_loop: bool, scripted: bool
+) -> Answer:
     """The query augmentation of ``coaug search`` for ``--policy`` and the params.yaml query prompt."""
     prompt = load_prompt(params.augment.prompts_dir, args.format, args.prompt)
     policy = load_policy(args.policy, params.policy.cache_dir, params.policy.dtype)
@@ -138,7 +151,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dense", action="store_true", help="time the served dense system instead of BM25")
     parser.add_argument("--k", type=int, help="hits per query (default: search.k)")
     parser.add_argument("--policy", help="time the query augmentation of this policy spec (no served champion needed)")
-    parser.add_argument("--prompt", default="sparse_query", help="with --policy: the query prompt (default sparse_query)")
+    parser.add_argument(
+        "--prompt", default="sparse_query", help="with --policy: the query prompt (default sparse_query)"
+    )
     parser.add_argument("--format", default="plain", help="with --policy: the prompt format (default plain)")
     return parser.parse_args()
 

@@ -38,10 +38,11 @@ from coaug.data.beir import read_corpus, read_qrels, read_queries
 from coaug.policy.generation import generate_batches
 from coaug.policy.precision import describe_machine, machine_dtype
 from coaug.policy.prompts import load_prompt
-from coaug.rl.rollouts import SampledCompletion
-from coaug.rl.sequence_logprobs import full_softmax_scores
-from coaug.rl.run import make_similarity, with_lora
 from coaug.rl.config import train_config
+from coaug.rl.rollouts import SampledCompletion
+from coaug.rl.run import make_similarity, with_lora
+from coaug.rl.sequence_logprobs import full_softmax_scores
+
 from cpu_kernels import describe_kernels  # a sibling script: benchmarks/ is on the path
 
 CONFIGURATIONS = ("before", "after", "after+recompute", "after+lora")
@@ -53,31 +54,45 @@ def main() -> None:
     import torch
     from accelerate import Accelerator
 
-    from coaug.rl import trainer as trainer_module
     from coaug.policy.model import load_policy
+    from coaug.rl import trainer as trainer_module
 
     params = P.load_params(args.params)
     base = dataclasses.replace(train_config(params, args.variant, args.params), queries_per_step=args.queries)
     data = Path(args.data)
     corpus, queries = read_corpus(data / "corpus.jsonl"), read_queries(data / "queries.jsonl")
     qrels = read_qrels(data / "qrels" / f"{base.split}.tsv")
-    prompts = {kind: load_prompt(params.augment.prompts_dir, base.format, getattr(base, f"{kind}_prompt"))
-               for kind in ("query", "doc")}  # fmt: skip
+    prompts = {
+        kind: load_prompt(params.augment.prompts_dir, base.format, getattr(base, f"{kind}_prompt"))
+        for kind in ("query", "doc")
+    }
     similarity = make_similarity(base, params.dense, corpus)
     cache_dir = params.policy.cache_dir
-    print(f"CPU: {describe_machine()} | {describe_kernels()} | train.dtype {base.dtype} -> {machine_dtype(base.dtype)} | load {load()}")
+    print(
+        f"CPU: {describe_machine()} | {describe_kernels()} | train.dtype {base.dtype} -> {machine_dtype(base.dtype)} | load {load()}"
+    )
     texts = base.queries_per_step * (1 + base.k_pos + base.k_hardneg + base.k_randneg) * base.rollouts
-    print(f"step {args.step}: {texts} sampled texts, {base.max_new_tokens} new tokens, {base.mini_batches} mini-batches")
+    print(
+        f"step {args.step}: {texts} sampled texts, {base.max_new_tokens} new tokens, {base.mini_batches} mini-batches"
+    )
 
     fast_scores, fast_rollouts = trainer_module.completion_scores, trainer_module.sample_rollouts
     first = None
     for name in args.configurations:
         config = base
         if name == "before":
-            config = dataclasses.replace(base, dtype="float32", kl_every=1, micro_batch_size=texts, generation_batch_size=16,
-                                         old_logprobs="recompute")  # fmt: skip
+            config = dataclasses.replace(
+                base,
+                dtype="float32",
+                kl_every=1,
+                micro_batch_size=texts,
+                generation_batch_size=16,
+                old_logprobs="recompute",
+            )
             # The reference scorer in the fast scorer's place: head + log-softmax on every position.
-            trainer_module.completion_scores = lambda model, sequences, micro_batch_size, **kw: full_softmax_scores(model, sequences, **kw)
+            trainer_module.completion_scores = lambda model, sequences, micro_batch_size, **kw: full_softmax_scores(
+                model, sequences, **kw
+            )
             trainer_module.sample_rollouts = repeated_prompt_rollouts
         else:
             trainer_module.completion_scores, trainer_module.sample_rollouts = fast_scores, fast_rollouts
@@ -90,21 +105,32 @@ def main() -> None:
         if config.lora.get("enabled"):
             policy.model = with_lora(policy.model, config.lora)
         trainer = trainer_module.CoaugTrainer(
-            config, policy, prompts, corpus, queries, qrels, similarity, Accelerator(cpu=True),
+            config,
+            policy,
+            prompts,
+            corpus,
+            queries,
+            qrels,
+            similarity,
+            Accelerator(cpu=True),
             lambda: load_policy(config.policy, cache_dir, "float32").model,
-        )  # fmt: skip
+        )
         for warm_up in range(args.warm_up_steps):  # first calls build the CPU kernels; training amortises that
             trainer.step(args.step - args.warm_up_steps + warm_up)
         metrics = trainer.step(args.step)
         times = {
-            "sampling": metrics["generation_seconds"], "update": metrics["update_seconds"],
+            "sampling": metrics["generation_seconds"],
+            "update": metrics["update_seconds"],
             "reward": metrics["step_seconds"] - metrics["generation_seconds"] - metrics["update_seconds"],
             "step": metrics["step_seconds"],
-        }  # fmt: skip
+        }
         first = first or times
-        print(f"{name:<15} " + "  ".join(f"{k} {v:6.1f} s (x{first[k] / v:4.2f})" for k, v in times.items())
-              + f"  | loss {metrics.get('loss', float('nan')):.4f} grad norm {metrics.get('grad_norm', float('nan')):.3f}"
-              f" entropy {metrics.get('entropy', float('nan')):.3f} | load {load()}")  # fmt: skip
+        print(
+            f"{name:<15} "
+            + "  ".join(f"{k} {v:6.1f} s (x{first[k] / v:4.2f})" for k, v in times.items())
+            + f"  | loss {metrics.get('loss', float('nan')):.4f} grad norm {metrics.get('grad_norm', float('nan')):.3f}"
+            f" entropy {metrics.get('entropy', float('nan')):.3f} | load {load()}"
+        )
 
 
 def repeated_prompt_rollouts(policy, conversations, rollouts, params, batch_size, desc, score_temperature=None):
@@ -120,11 +146,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data", default="../shared/datasets/nfcorpus", help="a BEIR folder with the train split")
     parser.add_argument("--step", type=int, default=1, help="the timed step's batch (1: a step without the KL metric)")
-    parser.add_argument("--warm-up-steps", type=int, default=1, help="untimed steps run first, on the batches before --step")
+    parser.add_argument(
+        "--warm-up-steps", type=int, default=1, help="untimed steps run first, on the batches before --step"
+    )
     parser.add_argument("--variant", default="coaug", help="a key of train_variants (the train settings timed)")
-    parser.add_argument("--queries", type=int, default=2, help="queries per step (default 2: the 64-text step the "
-                        "before/after figures name; the 'before' scorer holds every position's logits at once and "
-                        "ran out of 24 GiB at the 128 texts of 4 queries)")
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=2,
+        help="queries per step (default 2: the 64-text step the "
+        "before/after figures name; the 'before' scorer holds every position's logits at once and "
+        "ran out of 24 GiB at the 128 texts of 4 queries)",
+    )
     parser.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
     return parser.parse_args()
 

@@ -48,6 +48,44 @@ def system_names(params: Params) -> list[str]:
     return [*params.systems, *params.augmented_systems]
 
 
+def main_job_systems(params: Params) -> list[str]:
+    """The augmented systems ``make pipeline`` evaluates, in params.yaml order: those of an augmentation in
+    ``main_job.augmentations`` and those of a trained augmentation whose policy is the one a
+    ``main_job.train_variants`` variant trains (``train_outputs.policies_dir/<variant>``)."""
+    policies = {Path(params.train_outputs.policies_dir) / variant for variant in params.main_job.train_variants}
+    made = set(params.main_job.augmentations) | {
+        name for name, entry in params.trained_augmentations.items() if entry.policy and Path(entry.policy) in policies
+    }
+    return [name for name, entry in params.augmented_systems.items() if entry.augmentation in made]
+
+
+def experiment_systems(params: Params) -> list[str]:
+    """The augmented systems outside the main job, which only ``make experiments`` makes."""
+    main = set(main_job_systems(params))
+    return [name for name in params.augmented_systems if name not in main]
+
+
+def check_main_job(params: Params) -> None:
+    """``main_job`` names defined augmentations and variants, and its systems hold the promotion's: ``make
+    pipeline`` ends with a served policy."""
+    for key, names, defined in (
+        ("augmentations", params.main_job.augmentations, params.augmentations),
+        ("train_variants", params.main_job.train_variants, params.train_variants),
+    ):
+        unknown = [name for name in names if name not in defined]
+        if unknown:
+            raise CoaugError(
+                f"params: main_job.{key}: unknown {', '.join(unknown)} (defined in {key}: {', '.join(defined)})"
+            )
+    main = {*params.systems, *main_job_systems(params)}
+    outside = [name for name in (params.promotion.system, *params.promotion.serve_systems) if name not in main]
+    if outside:
+        raise CoaugError(
+            f"params: promotion names {', '.join(dict.fromkeys(outside))}, outside the main job: add their "
+            "augmentation or train variant to main_job"
+        )
+
+
 @dataclass(frozen=True)
 class SystemRecipe:
     """A system's retrieval recipe, the same for both kinds of system: the augmentations are JSONL paths,

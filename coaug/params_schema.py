@@ -33,16 +33,35 @@ RETRIEVERS = ("bm25_flat", "bm25_multifield", "dense")
 
 
 def knob(
-    help: str, *, minimum: float | None = None, maximum: float | None = None, above: float | None = None,
-    below: float | None = None, choices: tuple = (), reason: str = "",
-) -> Any:  # fmt: skip
-    return dataclasses.field(metadata={"help": help, "minimum": minimum, "maximum": maximum, "above": above,
-                                       "below": below, "choices": choices, "reason": reason})  # fmt: skip
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    choices: tuple = (),
+    reason: str = "",
+) -> Any:
+    return dataclasses.field(
+        metadata={
+            "help": help,
+            "minimum": minimum,
+            "maximum": maximum,
+            "above": above,
+            "below": below,
+            "choices": choices,
+            "reason": reason,
+        }
+    )
 
 
 # A knob's bounds: the metadata key, the sign the error shows, the test a value must pass.
-BOUNDS = (("minimum", ">=", operator.ge), ("above", ">", operator.gt), ("maximum", "<=", operator.le),
-          ("below", "<", operator.lt))  # fmt: skip
+BOUNDS = (
+    ("minimum", ">=", operator.ge),
+    ("above", ">", operator.gt),
+    ("maximum", "<=", operator.le),
+    ("below", "<", operator.lt),
+)
 # (the key's path in params.yaml, what is wrong with its value)
 Problem = tuple[tuple[str, ...], str]
 
@@ -62,7 +81,8 @@ class Dataset:
 class Bm25:
     k1: float = knob("term-frequency saturation", minimum=0)
     b: float = knob("length normalisation", minimum=0, maximum=1)
-    multifield_weights: dict[str, float] = knob("field boosts of bm25_multifield", minimum=0)  # Lucene refuses negative boosts
+    # Lucene refuses negative boosts
+    multifield_weights: dict[str, float] = knob("field boosts of bm25_multifield", minimum=0)
     index_threads: int = knob("Lucene indexing threads", minimum=1)
     search_threads: int = knob("Lucene search threads", minimum=1)
     search_batch_size: int = knob("queries per Lucene batch search", minimum=1)
@@ -115,7 +135,8 @@ class Policy:
 @dataclass(frozen=True)
 class Generation:
     max_new_tokens: int = knob("tokens generated per augmentation", minimum=1)
-    repetition_penalty: float = knob("over prompt and output, as transformers and vLLM", above=0)  # divides repeated tokens' logits
+    # divides repeated tokens' logits
+    repetition_penalty: float = knob("over prompt and output, as transformers and vLLM", above=0)
     do_sample: bool = knob("false = greedy")
     backend: str = knob("transformers or vllm")
 
@@ -147,6 +168,12 @@ class AugmentedSystem:
     augment_docs: bool = knob("join the augmentation to each document")
     augment_queries: bool = knob("join the augmentation to each query")
     query_repeat: int = knob("times the original query is repeated before its augmentation (BM25)", minimum=1)
+
+
+@dataclass(frozen=True)
+class MainJob:
+    augmentations: list[str] = knob("untrained augmentations whose systems `make pipeline` evaluates")
+    train_variants: list[str] = knob("train variants whose policies' systems `make pipeline` evaluates")
 
 
 @dataclass(frozen=True)
@@ -191,7 +218,9 @@ class Outputs:
     metrics_dir: str = knob("metrics/<system>.json and .perquery.tsv")
     reports_dir: str = knob("summary.json, results.md, plots")
     results_page: str = knob("the results page `coaug report` renders (docs/results.md)")
-    readme: str | None = knob("the README whose headline table `coaug report` rewrites between its markers; null = none")
+    readme: str | None = knob(
+        "the README whose headline table `coaug report` rewrites between its markers; null = none"
+    )
 
 
 @dataclass(frozen=True)
@@ -210,6 +239,7 @@ class Params:
     augmented_systems: dict[str, AugmentedSystem] = knob("retrieval over texts + augmentations")
     train: dict[str, Any] = knob("RL training (coaug.rl.config.TrainConfig)")
     train_variants: dict[str, dict[str, Any] | None] = knob("train runs: train + overrides")
+    main_job: MainJob = knob("what `make pipeline` runs; `make experiments` runs the rest")
     train_outputs: TrainOutputs = knob("where train variants write")
     registry: Registry = knob("MLflow model registry")
     promotion: Promotion = knob("champion/challenger rule")
@@ -259,7 +289,9 @@ def section_problem(value: Any, section: type, path: tuple[str, ...], *, partial
     for key in value:
         if key not in fields:
             near = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.5)
-            return (*path, str(key)), "unknown key" + (f" (did you mean {near[0]}?)" if near else f"; valid: {', '.join(fields)}")
+            return (*path, str(key)), "unknown key" + (
+                f" (did you mean {near[0]}?)" if near else f"; valid: {', '.join(fields)}"
+            )
     hints = typing.get_type_hints(section)
     for name, field in fields.items():
         if name not in value and not partial:
@@ -310,7 +342,8 @@ def _allowed(value: Any, hint: Any, spec: Mapping[str, Any]) -> bool:
         return value in spec["choices"]
     if hint not in (int, float):
         return True
-    finite = not isinstance(value, float) or math.isfinite(value)  # an int is, and math.isfinite overflows on a huge one
+    # an int is finite, and math.isfinite overflows on a huge one
+    finite = not isinstance(value, float) or math.isfinite(value)
     return finite and all(passes(value, spec[name]) for name, _, passes in BOUNDS if spec[name] is not None)
 
 
@@ -322,8 +355,11 @@ def _requirement(hint: Any, spec: Mapping[str, Any]) -> str:
     bounds = ""
     if hint in (int, float):
         both = spec["minimum"] is not None and spec["maximum"] is not None
-        bounds = (f"between {spec['minimum']} and {spec['maximum']}" if both else
-                  " and ".join(f"{sign} {spec[name]}" for name, sign, _ in BOUNDS if spec[name] is not None))  # fmt: skip
+        bounds = (
+            f"between {spec['minimum']} and {spec['maximum']}"
+            if both
+            else " and ".join(f"{sign} {spec[name]}" for name, sign, _ in BOUNDS if spec[name] is not None)
+        )
     reason = f" ({spec['reason']})" if spec["reason"] else ""
     return " ".join(filter(None, (_describe(hint), bounds))) + reason
 

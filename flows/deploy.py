@@ -31,8 +31,10 @@ def api_url() -> str:
 
     url = PREFECT_API_URL.value()
     if not url:
-        raise DeployError("PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and "
-                          "export PREFECT_API_URL=http://127.0.0.1:4200/api")  # fmt: skip
+        raise DeployError(
+            "PREFECT_API_URL is not set: start `prefect server start --host 127.0.0.1` and "
+            "export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     return url.rstrip("/")
 
 
@@ -41,8 +43,10 @@ def check_server() -> str:
     try:
         httpx.get(f"{url}/health", timeout=HEALTH_TIMEOUT_SECONDS).raise_for_status()
     except httpx.HTTPError as exc:
-        raise DeployError(f"Prefect server at {url} is unreachable ({type(exc).__name__}: {exc}); "
-                          "start it with `prefect server start --host 127.0.0.1` or fix PREFECT_API_URL") from None  # fmt: skip
+        raise DeployError(
+            f"Prefect server at {url} is unreachable ({type(exc).__name__}: {exc}); "
+            "start it with `prefect server start --host 127.0.0.1` or fix PREFECT_API_URL"
+        ) from None
     return url
 
 
@@ -56,7 +60,9 @@ def apply(repo: Path) -> None:
     check_server()
     prefect = [sys.executable, "-m", "prefect"]
     for pool in sorted(work_pools(repo / "prefect.yaml")):
-        exists = subprocess.run([*prefect, "work-pool", "inspect", pool], cwd=repo, capture_output=True).returncode == 0
+        exists = (
+            subprocess.run([*prefect, "work-pool", "inspect", pool], cwd=repo, capture_output=True).returncode == 0
+        )
         if not exists:
             subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], cwd=repo, check=True)
     subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=repo, check=True)
@@ -71,7 +77,9 @@ def trigger(name: str, parameters: dict, timeout: float | None) -> str:
     try:
         flow_run = run_deployment(name, parameters=parameters, timeout=timeout, as_subflow=False)
     except ObjectNotFound:
-        raise DeployError(f"no deployment named '{name}' on {api_url()}: run `python -m flows.deploy apply` first") from None
+        raise DeployError(
+            f"no deployment named '{name}' on {api_url()}: run `python -m flows.deploy apply` first"
+        ) from None
     return flow_run.state.type.value if flow_run.state else "UNKNOWN"
 
 
@@ -87,7 +95,9 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     apply_cmd = sub.add_parser("apply", help="create the work pool and every deployment of prefect.yaml")
     apply_cmd.add_argument("--repo", default=".", help="project root holding prefect.yaml (default: .)")

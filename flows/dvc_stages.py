@@ -36,9 +36,13 @@ def repro_command(stage: str) -> list[str]:
 
 
 def run_stage(
-    repo: str | Path, stage: str, log_path: Path, tail_lines: int, on_line: Callable[[str], None],
+    repo: str | Path,
+    stage: str,
+    log_path: Path,
+    tail_lines: int,
+    on_line: Callable[[str], None],
     extra_env: dict[str, str] | None = None,
-) -> tuple[int, str]:  # fmt: skip
+) -> tuple[int, str]:
     """Run one stage, streaming its output line by line to ``log_path`` and ``on_line``.
 
     ``extra_env`` reaches the stage process (e.g. the MLflow parent run id). Returns the exit code and the
@@ -49,10 +53,18 @@ def run_stage(
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=tail_lines)
-    with log_path.open("a", encoding="utf-8") as log, subprocess.Popen(
-        repro_command(stage), cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        bufsize=1,
-    ) as process:  # fmt: skip
+    with (
+        log_path.open("a", encoding="utf-8") as log,
+        subprocess.Popen(
+            repro_command(stage),
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        ) as process,
+    ):
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from coaug import params as P
 from coaug.params_schema import Params
-from coaug.tracking import PARENT_RUN_ENV, configure_mlflow, git_commit, process_tags
+from coaug.tracking import ML_WORKFLOW_QUERY, PARENT_RUN_ENV, configure_mlflow, git_commit, process_tags
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -52,7 +52,8 @@ def parent_run(repo: str | Path, run_name: str, tags: dict[str, str]) -> Iterato
     ui = params.mlflow.ui_url.rstrip("/")
     status = "FAILED"
     try:
-        yield ParentRun(run.info.run_id, f"{ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
+        url = f"{ui}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}{ML_WORKFLOW_QUERY}"
+        yield ParentRun(run.info.run_id, url)
         status = "FINISHED"
     finally:
         client.set_terminated(run.info.run_id, status)

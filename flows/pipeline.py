@@ -56,9 +56,12 @@ def dvc_stage(repo: str, stage: str, log_dir: str, env: dict[str, str]) -> str:
 
 @flow(name="coaug-pipeline", log_prints=True)
 def pipeline(
-    repo: str = ".", retries: int = 1, retry_delay_seconds: float = 10.0, log_dir: str = "logs",
+    repo: str = ".",
+    retries: int = 1,
+    retry_delay_seconds: float = 10.0,
+    log_dir: str = "logs",
     targets: list[str] | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Reproduce the DVC stages of ``repo`` (all, or ``targets`` and their upstream) in dependency order and
     publish the results table."""
     logger = get_run_logger()
@@ -67,8 +70,12 @@ def pipeline(
     logger.info("stages in order: %s", ", ".join(stages))
     tags = {"prefect_flow_run_id": str(runtime.flow_run.id), "prefect_flow": runtime.flow_run.flow_name}
     with parent_run(repo, f"flow-{runtime.flow_run.name}", tags) as parent:
-        create_link_artifact(key="mlflow-run", link=parent.url, link_text="MLflow parent run",
-                             description="this flow run's MLflow run; stage runs nest under it")  # fmt: skip
+        create_link_artifact(
+            key="mlflow-run",
+            link=parent.url,
+            link_text="MLflow parent run",
+            description="this flow run's MLflow run; stage runs nest under it",
+        )
         logger.info("MLflow parent run %s: %s", parent.run_id, parent.url)
         for stage in stages:
             # augment.shards > 1: the augmentation's shards run first as parallel tasks; the stage then only merges.
@@ -82,7 +89,9 @@ def pipeline(
 
 
 @flow(name="coaug-evaluate-promote", log_prints=True)
-def evaluate_and_promote(repo: str = ".", retries: int = 1, retry_delay_seconds: float = 10.0, log_dir: str = "logs") -> list[str]:
+def evaluate_and_promote(
+    repo: str = ".", retries: int = 1, retry_delay_seconds: float = 10.0, log_dir: str = "logs"
+) -> list[str]:
     """On demand: bring the ``promote`` stage and everything it depends on up to date (DVC skips what is
     unchanged), i.e. evaluate @challenger and move @champion if it wins."""
     return pipeline(repo, retries, retry_delay_seconds, log_dir, targets=[PROMOTE_STAGE])
@@ -104,10 +113,20 @@ def main() -> None:
     parser.add_argument("--retries", type=int, default=1, help="retries per stage (default: 1)")
     parser.add_argument("--retry-delay", type=float, default=10.0, help="seconds between retries")
     parser.add_argument("--log-dir", default="logs", help="stage logs, relative to --repo (default: logs)")
-    parser.add_argument("--target", action="append", dest="targets",
-                        help="run only this stage and its upstream (repeatable; default: every stage)")  # fmt: skip
+    parser.add_argument(
+        "--target",
+        action="append",
+        dest="targets",
+        help="run only this stage and its upstream (repeatable; default: every stage)",
+    )
     args = parser.parse_args()
-    pipeline(repo=args.repo, retries=args.retries, retry_delay_seconds=args.retry_delay, log_dir=args.log_dir, targets=args.targets)
+    pipeline(
+        repo=args.repo,
+        retries=args.retries,
+        retry_delay_seconds=args.retry_delay,
+        log_dir=args.log_dir,
+        targets=args.targets,
+    )
 
 
 if __name__ == "__main__":

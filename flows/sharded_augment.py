@@ -61,15 +61,29 @@ def local_cluster_kwargs(shards: int) -> dict:
     """The ``LocalCluster`` arguments of a cluster started for ``shards`` tasks, reachable from this machine only."""
     return {
         # Tasks only wait on their subprocess: in-process worker threads are enough (they talk inproc://).
-        "n_workers": shards, "threads_per_worker": 1, "processes": False,
+        "n_workers": shards,
+        "threads_per_worker": 1,
+        "processes": False,
         # What still opens TCP ports, the dashboard (Dask's usual port) and each worker's HTTP server, is
         # unauthenticated: loopback only, not Dask's default of every interface.
-        "dashboard_address": f"{LOOPBACK}:{DASK_DASHBOARD_PORT}", "worker_dashboard_address": f"{LOOPBACK}:0",
-    }  # fmt: skip
+        "dashboard_address": f"{LOOPBACK}:{DASK_DASHBOARD_PORT}",
+        "worker_dashboard_address": f"{LOOPBACK}:0",
+    }
 
 
 def shard_command(python: str, params_file: str, name: str, index: int, shards: int) -> list[str]:
-    return [python, "-m", "coaug.cli", "--params", params_file, "augment", "--name", name, "--shard", f"{index}/{shards}"]
+    return [
+        python,
+        "-m",
+        "coaug.cli",
+        "--params",
+        params_file,
+        "augment",
+        "--name",
+        name,
+        "--shard",
+        f"{index}/{shards}",
+    ]
 
 
 def augmentation_name(stage: str) -> str | None:
@@ -97,16 +111,23 @@ def augment_shard(repo: str, params_file: str, name: str, index: int, shards: in
 
 
 @flow(name="coaug-sharded-augment")
-def augment_shards(repo: str, name: str, shards: int, params_file: str = "params.yaml", log_dir: str = "logs") -> list[str]:
+def augment_shards(
+    repo: str, name: str, shards: int, params_file: str = "params.yaml", log_dir: str = "logs"
+) -> list[str]:
     """Submit one task per shard to the flow's task runner and wait for all of them."""
     futures = [augment_shard.submit(repo, params_file, name, index, shards, log_dir) for index in range(shards)]
     return [future.result() for future in futures]
 
 
 def sharded_augment(
-    repo: str, name: str, shards: int, task_runner: str = "local", address: str | None = None,
-    params_file: str = "params.yaml", log_dir: str = "logs",
-) -> list[str]:  # fmt: skip
+    repo: str,
+    name: str,
+    shards: int,
+    task_runner: str = "local",
+    address: str | None = None,
+    params_file: str = "params.yaml",
+    log_dir: str = "logs",
+) -> list[str]:
     """Run the ``shards`` shards of augmentation ``name`` on the chosen task runner (a sub-flow when called
     from a flow); returns the shard logs."""
     runner = make_task_runner(task_runner, address, shards)
@@ -124,7 +145,9 @@ def augment_stage_shards(repo: str, stage: str, params_file: str = "params.yaml"
     augment = P.load_params(Path(repo) / params_file).augment
     if augment.shards <= 1:
         return []
-    return sharded_augment(repo, name, augment.shards, augment.task_runner, augment.runner_address, params_file, log_dir)
+    return sharded_augment(
+        repo, name, augment.shards, augment.task_runner, augment.runner_address, params_file, log_dir
+    )
 
 
 def main() -> None:
@@ -138,9 +161,13 @@ def main() -> None:
     args = parser.parse_args()
     augment = P.load_params(Path(args.repo) / args.params).augment
     sharded_augment(
-        args.repo, args.name, args.shards or augment.shards, args.task_runner or augment.task_runner,
-        args.address or augment.runner_address, args.params,
-    )  # fmt: skip
+        args.repo,
+        args.name,
+        args.shards or augment.shards,
+        args.task_runner or augment.task_runner,
+        args.address or augment.runner_address,
+        args.params,
+    )
 
 
 if __name__ == "__main__":

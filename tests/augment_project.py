@@ -23,8 +23,12 @@ def write_beir(folder: Path, docs: int) -> Path:
         for i in range(docs):
             text = " ".join(WORDS[(i + j) % len(WORDS)] for j in range(8 + i % 7))
             handle.write(json.dumps({"_id": f"D{i}", "title": f"Doc {i}", "text": text}) + "\n")
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"Q{i}", "text": WORDS[i]}) + "\n" for i in range(4)))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"Q{i}\tD{i}\t1\n" for i in range(min(4, docs))))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"Q{i}", "text": WORDS[i]}) + "\n" for i in range(4))
+    )
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"Q{i}\tD{i}\t1\n" for i in range(min(4, docs)))
+    )
     return folder
 
 
@@ -37,9 +41,11 @@ def make_project(root: Path, docs: int, max_new_tokens: int, batch_size: int) ->
     params["policy"].update(model=str(build_tiny_llama(root / "tiny-llama")), cache_dir=str(root / "policies"))
     params["generation"]["max_new_tokens"] = max_new_tokens
     params["augment"].update(
-        batch_size=batch_size, prompts_dir=str(REPO / "prompts"), cache_dir=str(root / "cache"),
+        batch_size=batch_size,
+        prompts_dir=str(REPO / "prompts"),
+        cache_dir=str(root / "cache"),
         out_dir=str(root / "augmented"),
-    )  # fmt: skip
+    )
     params["mlflow"].update(tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns"))
     write_params(root, params)
     return root

@@ -31,8 +31,15 @@ def run_bound(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Co
     """``python ARGS`` with this checkout's coaug, bound by permission bits."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     overrides = drop_permission_overrides if os.geteuid() == 0 else None
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=overrides)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=overrides,
+    )
 
 
 def coaug_bound(params: Path, *args: str) -> tuple[int, str]:

@@ -14,8 +14,8 @@ import yaml
 
 from coaug import params as P
 from coaug.augment.run import run_augmentation
-from coaug.evaluation.per_query_file import write_per_query
 from coaug.data.prepare import prepare
+from coaug.evaluation.per_query_file import write_per_query
 from coaug.params_schema import Params
 from coaug.registry.register import register_policy
 from coaug.retrieval.retrievers import build_index
@@ -44,17 +44,24 @@ def build_shared(root: Path) -> Params:
     params["trained_augmentations"]["trained_sparse"]["policy"] = str(policy)
     params["generation"]["max_new_tokens"] = 6
     params["augment"].update(
-        prompts_dir=str(REPO / "prompts"), cache_dir=str(root / "augment-cache"), out_dir=str(root / "augmented"),
+        prompts_dir=str(REPO / "prompts"),
+        cache_dir=str(root / "augment-cache"),
+        out_dir=str(root / "augmented"),
         doc_max_tokens=16,
-    )  # fmt: skip
+    )
     params["dense"]["cache_dir"] = str(root / "embeddings")
     params["outputs"]["indexes_dir"] = str(root / "indexes")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     params = load(root / "params.yaml")
     run_augmentation(
-        "trained_sparse", P.augmentation(params, "trained_sparse"), root / "augmented" / "trained_sparse",
-        params.policy, params.generation, params.augment, params.dataset,
-    )  # fmt: skip
+        "trained_sparse",
+        P.augmentation(params, "trained_sparse"),
+        root / "augmented" / "trained_sparse",
+        params.policy,
+        params.generation,
+        params.augment,
+        params.dataset,
+    )
     for system in (SYSTEM, DENSE_SYSTEM):
         build_index(P.system(params, system), root / "indexes" / system, params.bm25, params.dense)
     return params
@@ -63,9 +70,16 @@ def build_shared(root: Path) -> Params:
 def project_params(shared: Params, root: Path) -> Path:
     """A project over the shared data with its own MLflow store, metrics, reports and serving folder;
     returns its params file."""
-    params = edited(shared, "mlflow", tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns"))
-    params = edited(params, "outputs", runs_dir=str(root / "runs"), metrics_dir=str(root / "metrics"),
-                    reports_dir=str(root / "reports"))  # fmt: skip
+    params = edited(
+        shared, "mlflow", tracking_uri=f"sqlite:///{root}/mlruns/mlflow.db", artifact_root=str(root / "mlruns")
+    )
+    params = edited(
+        params,
+        "outputs",
+        runs_dir=str(root / "runs"),
+        metrics_dir=str(root / "metrics"),
+        reports_dir=str(root / "reports"),
+    )
     params = edited(params, "promotion", serving_dir=str(root / "serving"))
     path = root / "params.yaml"
     save(params, path)

@@ -167,8 +167,14 @@ class SectionReads(ast.NodeVisitor):
             return None
         if base.kind == "params":
             hint = PARAMS_FIELDS.get(node.attr)
-            return Typed("section", frozenset({node.attr})) if dataclasses.is_dataclass(hint) else frozenset({node.attr})
-        return frozenset(f"{section}.{node.attr}" for section in base.sections) if base.kind == "section" else base.sections
+            return (
+                Typed("section", frozenset({node.attr})) if dataclasses.is_dataclass(hint) else frozenset({node.attr})
+            )
+        return (
+            frozenset(f"{section}.{node.attr}" for section in base.sections)
+            if base.kind == "section"
+            else base.sections
+        )
 
     def whole(self, value: Typed) -> set[str]:
         return set(PARAMS_FIELDS) if value.kind == "params" else set(value.sections)
@@ -194,7 +200,9 @@ class SectionReads(ast.NodeVisitor):
     def read(self, node: ast.Name | ast.Attribute) -> None:
         value = self.typed(node) if isinstance(node.ctx, ast.Load) else None
         parent = self.parents.get(node)
-        if value is None or (isinstance(parent, ast.Attribute) and parent.value is node and self.typed(parent) is not None):
+        if value is None or (
+            isinstance(parent, ast.Attribute) and parent.value is node and self.typed(parent) is not None
+        ):
             return  # not typed, or the longer chain around it is
         if isinstance(value, frozenset):
             self.keys |= value
@@ -256,8 +264,11 @@ class SectionReads(ast.NodeVisitor):
 
 
 def params_read(
-    module: str, entry: str, skipped_modules: set[str], skipped_calls: set[tuple[tuple[str, str], tuple[str, str]]],
-) -> set[str]:  # fmt: skip
+    module: str,
+    entry: str,
+    skipped_modules: set[str],
+    skipped_calls: set[tuple[tuple[str, str], tuple[str, str]]],
+) -> set[str]:
     """The dotted ``params.yaml`` keys read through typed sections (:class:`SectionReads`) by every definition
     reachable from ``module.entry``, not entering ``skipped_modules`` nor following a (caller, callee) pair of
     ``skipped_calls``."""
@@ -271,6 +282,9 @@ def params_read(
         seen.add(unit)
         node = definitions(unit[0])[unit[1]]
         keys |= SectionReads(unit[0], node).keys
-        todo += [callee for callee in referenced(unit[0], node) - seen
-                 if callee[0] not in skipped_modules and (unit, callee) not in skipped_calls]  # fmt: skip
+        todo += [
+            callee
+            for callee in referenced(unit[0], node) - seen
+            if callee[0] not in skipped_modules and (unit, callee) not in skipped_calls
+        ]
     return keys

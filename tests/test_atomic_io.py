@@ -59,9 +59,13 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name.startswith("."))
 
 
-@pytest.mark.parametrize(("point", "survivor", "left"), [
-    ("in", "old", [".lock", ".old", ".tmp"]), ("cleanup", "new", [".lock", ".old"]),
-])
+@pytest.mark.parametrize(
+    ("point", "survivor", "left"),
+    [
+        ("in", "old", [".lock", ".old", ".tmp"]),
+        ("cleanup", "new", [".lock", ".old"]),
+    ],
+)
 def test_kill_9_during_the_swap_leaves_the_old_or_the_new_folder(tmp_path, point, survivor, left):
     target = tmp_path / "out"
     write_folder(target, "old")
@@ -115,6 +119,7 @@ def test_a_second_writer_of_the_same_folder_waits_for_the_first(tmp_path, lock_w
     assert order == ["first done", "second writes"]
     assert (target / "v").read_text() == "second" and os.listdir(tmp_path) == ["out"]  # no lock file left
 
+
 def test_a_commit_that_fails_puts_the_old_folder_back(tmp_path):
     target = tmp_path / "out"
     write_folder(target, "old")
@@ -128,12 +133,16 @@ def test_a_commit_that_fails_puts_the_old_folder_back(tmp_path):
     assert (target / "v").read_text() == "old" and os.listdir(tmp_path) == ["out"]
 
 
-@pytest.mark.parametrize(("in_place", "wanted", "survivor"), [
-    (None, "old", "old"), (None, "new", "old"),  # killed between the renames: the old folder is all there is
-    ("new", "old", "old"),  # killed after them, before the commit: the new folder is not wanted yet
-    ("new", "new", "new"),  # killed after the commit
-    ("", "old", "old"),  # an empty folder made where the old one was missing
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("in_place", "wanted", "survivor"),
+    [
+        (None, "old", "old"),
+        (None, "new", "old"),  # killed between the renames: the old folder is all there is
+        ("new", "old", "old"),  # killed after them, before the commit: the new folder is not wanted yet
+        ("new", "new", "new"),  # killed after the commit
+        ("", "old", "old"),  # an empty folder made where the old one was missing
+    ],
+)
 def test_restore_puts_back_the_wanted_folder_and_clears_the_rest(tmp_path, in_place, wanted, survivor):
     target = tmp_path / "out"
     gone = subprocess.Popen(["true"])
@@ -157,8 +166,9 @@ def test_restore_makes_an_empty_folder_where_there_is_none(tmp_path):
     assert os.listdir(tmp_path) == ["out"] and os.listdir(tmp_path / "out") == []
 
 
-@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [(0o002, 0o664, 0o775), (0o022, 0o644, 0o755),
-                                                                  (0o077, 0o600, 0o700)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "folder_mode"), [(0o002, 0o664, 0o775), (0o022, 0o644, 0o755), (0o077, 0o600, 0o700)]
+)
 def test_outputs_are_created_as_the_umask_says(tmp_path, umask, file_mode, folder_mode):
     previous = os.umask(umask)
     try:

@@ -75,14 +75,18 @@ def tiny_params(tiny_beir, tmp_path, monkeypatch):
     prepare(str(tiny_beir), None, ["test"], 0, tmp_path / "data")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["dataset"].update(source=str(tiny_beir), prepared_dir=str(tmp_path / "data"), splits=["test"])
-    params["mlflow"].update(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns"))
+    params["mlflow"].update(
+        tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_root=str(tmp_path / "mlruns")
+    )
     params["policy"]["model"] = str(tmp_path / "no-policy")  # a check that came after loading it would fail on this
     monkeypatch.chdir(tmp_path)
     return params, tmp_path / "params.yaml"
 
 
 @pytest.mark.parametrize(
-    "command", [["evaluate", "--system", "bm25_flat"], ["report"], ["augment", "--name", "query2doc"]], ids=lambda c: c[0]
+    "command",
+    [["evaluate", "--system", "bm25_flat"], ["report"], ["augment", "--name", "query2doc"]],
+    ids=lambda c: c[0],
 )
 def test_an_eval_split_that_was_not_prepared_is_one_line(command, tiny_params, capsys):
     params, path = tiny_params
@@ -97,8 +101,15 @@ def test_an_eval_split_that_was_not_prepared_is_one_line(command, tiny_params, c
     assert not (path.parent / "mlruns").exists()  # refused before any MLflow run was opened
 
 
-@pytest.mark.parametrize(("value", "problem"), [(0, "must be an integer >= 1"), (-1, "must be an integer >= 1"),
-                                               (2.5, "must be an integer >= 1"), (True, "must be an integer >= 1")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (0, "must be an integer >= 1"),
+        (-1, "must be an integer >= 1"),
+        (2.5, "must be an integer >= 1"),
+        (True, "must be an integer >= 1"),
+    ],
+)
 def test_a_batch_size_below_one_is_one_line(value, problem, tiny_params, capsys):
     params, path = tiny_params
     params["augment"]["batch_size"] = value
@@ -106,7 +117,10 @@ def test_a_batch_size_below_one_is_one_line(value, problem, tiny_params, capsys)
     lines = path.read_text().splitlines()
     line = lines.index(f"  batch_size: {yaml.safe_dump(value).splitlines()[0]}", lines.index("augment:")) + 1
     assert main(["--params", str(path), "augment", "--name", "untrained"]) == 2
-    assert capsys.readouterr().err == f"coaug augment: error: {path}:{line}: augment.batch_size: {problem}, got {value!r}\n"
+    assert (
+        capsys.readouterr().err
+        == f"coaug augment: error: {path}:{line}: augment.batch_size: {problem}, got {value!r}\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,8 +132,10 @@ def test_a_batch_size_below_one_is_one_line(value, problem, tiny_params, capsys)
         ("train", "rollouts", 1, "must be an integer >= 2 (a group of one rollout has no baseline), got 1"),
         ("bm25", "k1", float("nan"), "must be a finite number >= 0, got nan"),
     ],
-)  # fmt: skip
-def test_a_param_out_of_range_is_one_line_before_training_loads_anything(section, key, value, problem, tiny_params, capsys):
+)
+def test_a_param_out_of_range_is_one_line_before_training_loads_anything(
+    section, key, value, problem, tiny_params, capsys
+):
     params, path = tiny_params
     params[section][key] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))

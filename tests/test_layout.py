@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+
 from .stage_reads import PACKAGE, coaug_imports, module_tree
+
+BENCHMARKS = PACKAGE.parent / "benchmarks"
 
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS = [
@@ -24,8 +28,11 @@ def layer(module: str) -> int:
 
 
 def modules() -> list[str]:
-    return sorted(str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".") for p in PACKAGE.rglob("*.py")
-                  if p.name != "__init__.py")  # fmt: skip
+    return sorted(
+        str(p.relative_to(PACKAGE).with_suffix("")).replace("/", ".")
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    )
 
 
 def test_every_module_sits_in_one_layer():
@@ -33,6 +40,24 @@ def test_every_module_sits_in_one_layer():
 
 
 def test_no_module_imports_a_higher_layer():
-    upward = [f"{m} -> {imported}" for m in modules() for imported, _ in coaug_imports(module_tree(m)).values()
-              if layer(imported) > layer(m)]  # fmt: skip
+    upward = [
+        f"{m} -> {imported}"
+        for m in modules()
+        for imported, _ in coaug_imports(module_tree(m)).values()
+        if layer(imported) > layer(m)
+    ]
     assert upward == []
+
+
+def test_no_benchmark_imports_the_tests():
+    """Benchmarks run apart from pytest: what they share with the tests lives in coaug/ or in benchmarks/."""
+
+    def imported(path):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                yield from (alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                yield node.module
+
+    names = [(p.name, name) for p in sorted(BENCHMARKS.glob("*.py")) for name in imported(p)]
+    assert [f"{script}: {name}" for script, name in names if name.split(".")[0] == "tests"] == []

@@ -27,8 +27,12 @@ PARAMS_TEXT = (REPO / "params.yaml").read_text()
 def changed_params(folder: Path, line: str, changed: str) -> Path:
     """The committed params.yaml with ``line`` (a key and value, comment aside) replaced by ``changed``."""
     path = folder / "params.yaml"
-    path.write_text("\n".join(changed if row.startswith(line) and row.split("#")[0].strip() == line.strip() else row
-                              for row in PARAMS_TEXT.splitlines()))  # fmt: skip
+    path.write_text(
+        "\n".join(
+            changed if row.startswith(line) and row.split("#")[0].strip() == line.strip() else row
+            for row in PARAMS_TEXT.splitlines()
+        )
+    )
     return path
 
 
@@ -120,7 +124,9 @@ def test_the_train_section_of_the_committed_params_types_every_variant():
     coaug = configs[params.registry.variant]
     assert coaug.steps == params.train["steps"] and coaug.policy == params.policy.model  # policy: null
     assert coaug.doc_max_tokens == params.augment.doc_max_tokens
-    assert {name: c.reward_control for name, c in configs.items() if c.reward_control != "none"} == {"control": "shuffled"}
+    assert {name: c.reward_control for name, c in configs.items() if c.reward_control != "none"} == {
+        "control": "shuffled"
+    }
 
 
 COMMITTED = yaml.safe_load(PARAMS_TEXT)
@@ -165,11 +171,15 @@ def refused(kind: type, knob: dict) -> st.SearchStrategy:
     whole = kind is int
     # A float strategy bounded by 0 may draw -0.0, which equals 0: the filters keep only values past the bound.
     beyond = {
-        "minimum": lambda b: st.integers(max_value=b - 1) if whole else st.floats(max_value=b, **finite).filter(lambda v: v < b),
+        "minimum": lambda b: (
+            st.integers(max_value=b - 1) if whole else st.floats(max_value=b, **finite).filter(lambda v: v < b)
+        ),
         "above": lambda b: st.integers(max_value=b) if whole else st.floats(max_value=b, **finite),
-        "maximum": lambda b: st.integers(min_value=b + 1) if whole else st.floats(min_value=b, **finite).filter(lambda v: v > b),
+        "maximum": lambda b: (
+            st.integers(min_value=b + 1) if whole else st.floats(min_value=b, **finite).filter(lambda v: v > b)
+        ),
         "below": lambda b: st.integers(min_value=b) if whole else st.floats(min_value=b, **finite),
-    }  # fmt: skip
+    }
     past = [values(knob[bound]) for bound, values in beyond.items() if knob[bound] is not None]
     return st.one_of(st.sampled_from([math.nan, math.inf, -math.inf]), *past)
 
@@ -206,5 +216,7 @@ def test_a_number_out_of_its_range_is_refused_in_one_line_before_any_work(path, 
     prefix, suffix = f"{source}:{dumped_line(text, path)}: {'.'.join(path)}: must be {words} ", f", got {written!r}"
     assert "\n" not in message and message.startswith(prefix) and message.endswith(suffix), message
     allowed = message.removeprefix(prefix).removesuffix(suffix)
-    assert re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", allowed.split(" (")[0]) == [str(knob[b]) for b in NUMBER_BOUNDS if knob[b] is not None]
+    assert re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", allowed.split(" (")[0]) == [
+        str(knob[b]) for b in NUMBER_BOUNDS if knob[b] is not None
+    ]
     assert allowed.endswith(f" ({knob['reason']})") if knob["reason"] else "(" not in allowed

@@ -20,10 +20,18 @@ STAGES = yaml.safe_load(DVC_YAML.read_text())["stages"]
 NOT_SHAPING_OUTPUTS = {"cli", "errors", "locks", "atomic_io", "runtime_env", "tracking", "rl.launcher"}
 # Keys that name where things live: DVC tracks those paths themselves, as the stage's deps and outs.
 LOCATIONS = {
-    "dataset.prepared_dir", "augment.out_dir", "augment.cache_dir", "policy.cache_dir", "dense.cache_dir",
-    "train_outputs", "outputs.indexes_dir", "outputs.metrics_dir", "outputs.runs_dir", "outputs.reports_dir",
+    "dataset.prepared_dir",
+    "augment.out_dir",
+    "augment.cache_dir",
+    "policy.cache_dir",
+    "dense.cache_dir",
+    "train_outputs",
+    "outputs.indexes_dir",
+    "outputs.metrics_dir",
+    "outputs.runs_dir",
+    "outputs.reports_dir",
     "mlflow.tracking_uri",  # the registry promote reads, which is no DVC dep (dvc.yaml says why)
-}  # fmt: skip
+}
 # Throughput knobs: batching and threads change how fast, not what comes out.
 THROUGHPUT = {"dense.batch_size", "dense.cache_chunk_size", "bm25.search_batch_size", "bm25.search_threads"}
 # A system looks its augmentation up only to fail early on an unknown name: what it reads is the
@@ -64,18 +72,30 @@ def covered(key: str, declared: list[str]) -> bool:
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_a_stage_depends_on_every_coaug_module_its_command_imports(stage):
-    cli_imports = ast.Module(body=[n for n in module_tree("cli").body if isinstance(n, ast.Import | ast.ImportFrom)], type_ignores=[])
+    cli_imports = ast.Module(
+        body=[n for n in module_tree("cli").body if isinstance(n, ast.Import | ast.ImportFrom)], type_ignores=[]
+    )
     needed = (imported_modules(cli_imports) | imported_modules(entry_node(stage))) - NOT_SHAPING_OUTPUTS
-    listed = {d.removeprefix("coaug/").removesuffix(".py").replace("/", ".") for d in stage_body(stage)["deps"]
-              if isinstance(d, str) and d.startswith("coaug/")}  # fmt: skip
-    assert (sorted(needed - listed), sorted(listed - needed)) == ([], []), f"dvc.yaml stage {stage}: (missing deps, deps not imported)"
+    listed = {
+        d.removeprefix("coaug/").removesuffix(".py").replace("/", ".")
+        for d in stage_body(stage)["deps"]
+        if isinstance(d, str) and d.startswith("coaug/")
+    }
+    assert (sorted(needed - listed), sorted(listed - needed)) == ([], []), (
+        f"dvc.yaml stage {stage}: (missing deps, deps not imported)"
+    )
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_a_stage_declares_every_params_key_its_code_reads(stage):
-    read = {key for key in params_read("cli", command_entry(stage), NOT_SHAPING_OUTPUTS, CHECK_ONLY_CALLS)
-            if not within(key, LOCATIONS | THROUGHPUT)}  # fmt: skip
-    declared = [entry if isinstance(entry, str) else next(iter(entry)) for entry in stage_body(stage).get("params", [])]
+    read = {
+        key
+        for key in params_read("cli", command_entry(stage), NOT_SHAPING_OUTPUTS, CHECK_ONLY_CALLS)
+        if not within(key, LOCATIONS | THROUGHPUT)
+    }
+    declared = [
+        entry if isinstance(entry, str) else next(iter(entry)) for entry in stage_body(stage).get("params", [])
+    ]
     assert sorted(k for k in read if not covered(k, declared)) == [], f"dvc.yaml stage {stage}: params its code reads"
 
 
@@ -83,11 +103,29 @@ def test_the_walk_finds_reads_through_calls_and_stops_at_unreached_functions():
     # cmd_index -> retrievers.build_index -> params.system, dense.Encoder, ...: no bm25.k1 (read only when
     # retrieving), no retrieval.hits.
     assert params_read("cli", "cmd_index", NOT_SHAPING_OUTPUTS, CHECK_ONLY_CALLS) == {
-        "augment.out_dir", "augmented_systems", "bm25.index_threads", "dataset.prepared_dir", "dense.batch_size",
-        "dense.cache_chunk_size", "dense.cache_dir", "dense.encoder", "dense.max_seq_length", "outputs.indexes_dir",
-        "outputs.metrics_dir", "outputs.runs_dir", "systems",
-    }  # fmt: skip
+        "augment.out_dir",
+        "augmented_systems",
+        "bm25.index_threads",
+        "dataset.prepared_dir",
+        "dense.batch_size",
+        "dense.cache_chunk_size",
+        "dense.cache_dir",
+        "dense.encoder",
+        "dense.max_seq_length",
+        "outputs.indexes_dir",
+        "outputs.metrics_dir",
+        "outputs.runs_dir",
+        "systems",
+    }
     assert imported_modules(entry_node("prepare")) == {
-        "atomic_io", "data.beir", "data.fetch", "data.prepare", "errors", "locks", "params", "params_schema",
-        "runtime_env", "tracking",
-    }  # fmt: skip
+        "atomic_io",
+        "data.beir",
+        "data.fetch",
+        "data.prepare",
+        "errors",
+        "locks",
+        "params",
+        "params_schema",
+        "runtime_env",
+        "tracking",
+    }

@@ -32,14 +32,19 @@ def build_tokenizer(vocab_size: int = 300):
     lines = [" ".join(TRAINING_TEXT[i:] + TRAINING_TEXT[:i]) for i in range(len(TRAINING_TEXT))]
     tokenizer.train_from_iterator(lines, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|im_end|>", bos_token=None,
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        bos_token=None,
         padding_side="left",
-    )  # fmt: skip
+    )
     fast.chat_template = CHATML_TEMPLATE
     return fast
 
 
-def build_tiny_llama(folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None, **config) -> Path:
+def build_tiny_llama(
+    folder: str | Path, seed: int = 0, hidden: int = 32, layers: int = 2, tokenizer=None, **config
+) -> Path:
     """Save a tiny random Llama + tokenizer (default: :func:`build_tokenizer`) to ``folder`` (a normal HF
     model folder) and return it; ``config`` adds LlamaConfig fields (e.g. ``attention_bias=True``)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -62,11 +67,19 @@ def _build_tiny(folder, config_class, model_class, seed=0, hidden=32, layers=2, 
     tokenizer = tokenizer or build_tokenizer()
     torch.manual_seed(seed)
     config = config_class(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-        tie_word_embeddings=False, **config,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+        **config,
+    )
     model = model_class(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -86,9 +99,13 @@ def build_word_tokenizer():
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|im_end|>", unk_token="[UNK]",
-        bos_token=None, padding_side="left",
-    )  # fmt: skip
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="[UNK]",
+        bos_token=None,
+        padding_side="left",
+    )
     fast.chat_template = CHATML_TEMPLATE
     return fast
 

@@ -28,19 +28,35 @@ def make_project(root: Path, source: Path) -> Path:
         system.update(corpus="data/tiny/corpus.jsonl", queries="data/tiny/queries.jsonl")
     params["dense"]["cache_dir"] = str(root / ".cache" / "embeddings")
     # A tiny local policy keeps the augment and train stages to seconds.
-    params["policy"].update(model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies"))
+    params["policy"].update(
+        model=str(build_tiny_word_llama(root / "tiny-policy")), cache_dir=str(root / ".cache" / "policies")
+    )
     params["generation"]["max_new_tokens"] = 4
     params["augment"]["doc_max_tokens"] = 16
     # 4 rollouts a text: with 2, a step's random draws can give every rollout of a text the same reward (every
     # advantage 0, nothing to train), which the sampled stream of one seed did.
-    params["train"].update(split="test", steps=1, queries_per_step=3, k_pos=1, k_randneg=1, rollouts=4, max_new_tokens=4,
-                           validation_batches=1, eval_every=1)  # fmt: skip
-    # One train variant (the registered one) and its augmentation.
+    params["train"].update(
+        split="test",
+        steps=1,
+        queries_per_step=3,
+        k_pos=1,
+        k_randneg=1,
+        rollouts=4,
+        max_new_tokens=4,
+        validation_batches=1,
+        eval_every=1,
+    )
+    # One train variant (the registered one, the main job's only one) and its augmentation.
     params["train_variants"] = {"coaug": params["train_variants"]["coaug"]}
+    params["main_job"]["train_variants"] = ["coaug"]
     params["trained_augmentations"] = {"trained_sparse": params["trained_augmentations"]["trained_sparse"]}
-    # The trained systems are the ones `promote` evaluates and serves.
-    kept = ("coaug_untrained_flat", "coaug_trained_flat", "coaug_trained_dense")
+    # The trained systems are the ones `promote` evaluates and serves; the untrained ones are the indexes of the
+    # training's index reward and dev curve (train.reward_system, train.curve_systems: train@ deps).
+    kept = ("coaug_untrained_flat", "coaug_untrained_multifield", "coaug_trained_flat", "coaug_trained_dense")
     params["augmented_systems"] = {name: params["augmented_systems"][name] for name in kept}
+    # The README's headline table names systems: only those the tiny project has.
+    defined = {*params["systems"], *kept}
+    params["evaluation"]["headline"] = [name for name in params["evaluation"]["headline"] if name in defined]
     # The dense-setting pass serves only the dense-reward variant, which the tiny project does not train.
     del params["augmentations"]["untrained_denseprompt"]
     # Three test queries cannot make a t-test significant: any challenger that does not lose to BM25 is served.

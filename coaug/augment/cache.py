@@ -39,7 +39,11 @@ class AugmentCache:
         data = self.path.read_bytes()
         complete = data[: data.rfind(b"\n") + 1]
         if len(complete) < len(data):
-            logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", self.path, len(data) - len(complete))
+            logger.warning(
+                "%s: dropping a torn last line (%d bytes) left by an interrupted run",
+                self.path,
+                len(data) - len(complete),
+            )
             with self.path.open("r+b") as handle:
                 handle.truncate(len(complete))
         # Split on b"\n" only: str.splitlines would also cut an entry at a U+2028 the model wrote.
@@ -55,8 +59,14 @@ class AugmentCache:
                 continue
             self.entries.setdefault(entry["key"], entry)
         if corrupt:
-            logger.warning("%s: skipped %d corrupt line%s of %d (first: line %d); their texts will be generated again",
-                           self.path, len(corrupt), "s" if len(corrupt) > 1 else "", len(lines), corrupt[0])  # fmt: skip
+            logger.warning(
+                "%s: skipped %d corrupt line%s of %d (first: line %d); their texts will be generated again",
+                self.path,
+                len(corrupt),
+                "s" if len(corrupt) > 1 else "",
+                len(lines),
+                corrupt[0],
+            )
 
     def __contains__(self, key: str) -> bool:
         return key in self.entries

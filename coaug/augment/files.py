@@ -13,7 +13,9 @@ from coaug.atomic_io import atomic_open
 def write_augmentations(path: Path, results: dict[str, dict[str, Any]]) -> None:
     with atomic_open(path) as handle:
         for text_id, result in results.items():
-            handle.write(json.dumps({"_id": text_id, "augmentation": result["augmentation"]}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps({"_id": text_id, "augmentation": result["augmentation"]}, ensure_ascii=False) + "\n"
+            )
 
 
 def read_augmentations(path: str | Path) -> dict[str, str]:

@@ -13,8 +13,13 @@ with packed weights, greedy), by coaug's own loop without generate's per-step ma
 from __future__ import annotations
 
 from coaug.policy.generation import (
-    GenerationParams, PromptPrefix, completion_from_ids, generate_batches, template_prefix, tokenize_conversations,
-)  # fmt: skip
+    GenerationParams,
+    PromptPrefix,
+    completion_from_ids,
+    generate_batches,
+    template_prefix,
+    tokenize_conversations,
+)
 from coaug.policy.greedy_decoder import GreedyDecoder, decodes, fuse_projections
 from coaug.policy.model import Policy
 from coaug.policy.packed_linear import pack_linear_layers
@@ -32,9 +37,14 @@ class QueryAugmenter:
     """
 
     def __init__(
-        self, policy: Policy, prompt: Prompt, generation: GenerationParams, packed_weights: bool, greedy_loop: bool = True,
+        self,
+        policy: Policy,
+        prompt: Prompt,
+        generation: GenerationParams,
+        packed_weights: bool,
+        greedy_loop: bool = True,
         scripted_loop: bool = True,
-    ):  # fmt: skip
+    ):
         # The loop's fused matrices are made of the plain weights, before packing replaces them.
         fused = fuse_projections(policy) if greedy_loop and packed_weights and decodes(policy, generation) else None
         self.packed = packed_weights and pack_linear_layers(policy)
@@ -50,6 +60,8 @@ class QueryAugmenter:
             (prompt,) = tokenize_conversations(self._policy, conversations)
             text = completion_from_ids(self._policy, self._decoder(prompt, self._prefix)).text
         else:
-            ((_, completions),) = generate_batches(self._policy, conversations, self._generation, 1, "augment query", self._prefix)
+            ((_, completions),) = generate_batches(
+                self._policy, conversations, self._generation, 1, "augment query", self._prefix
+            )
             text = completions[0].text
         return parse_response(text, self._prompt.format).augmentation

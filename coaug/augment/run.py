@@ -19,18 +19,18 @@ from typing import Any
 
 from coaug.atomic_io import atomic_directory, write_json
 from coaug.augment.cache import AugmentCache, cache_key
-from coaug.augment.shards import ShardCache, absorb_shards, shard_cache_path, shard_ids
 from coaug.augment.files import write_augmentations
+from coaug.augment.shards import ShardCache, absorb_shards, shard_cache_path, shard_ids
 from coaug.data.beir import read_corpus, read_qrels, read_queries
 from coaug.errors import CoaugError
-from coaug.policy.generation import Completion, GenerationParams, generate_batches
 from coaug.locks import locked
 from coaug.params_schema import Augment, Augmentation, Dataset, Generation, Policy as PolicySection
-from coaug.policy.parsing import parse_response
+from coaug.policy.generation import Completion, GenerationParams, generate_batches
 from coaug.policy.model import Policy, load_policy
 from coaug.policy.packed_linear import pack_linear_layers
-from coaug.policy.quantize import quantized
+from coaug.policy.parsing import parse_response
 from coaug.policy.prompts import Prompt, conversation, document_input, load_prompt
+from coaug.policy.quantize import quantized
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,22 @@ SIDE_LABELS = {"doc": "docs", "query": "queries"}
 BACKENDS = ("transformers", "vllm")
 
 # generate_batches(policy, conversations, params, batch_size, desc) -> (indices, completions) per batch
-Generate = Callable[[Policy, list[list[dict]], GenerationParams, int, str], Iterator[tuple[list[int], list[Completion]]]]
+Generate = Callable[
+    [Policy, list[list[dict]], GenerationParams, int, str], Iterator[tuple[list[int], list[Completion]]]
+]
 
 
 def augment_texts(
-    policy: Policy, prompt: Prompt, texts: dict[str, str], generation: GenerationParams, cache: AugmentCache | ShardCache,
-    batch_size: int, desc: str, generate: Generate, backend: str,
-) -> dict[str, dict[str, Any]]:  # fmt: skip
+    policy: Policy,
+    prompt: Prompt,
+    texts: dict[str, str],
+    generation: GenerationParams,
+    cache: AugmentCache | ShardCache,
+    batch_size: int,
+    desc: str,
+    generate: Generate,
+    backend: str,
+) -> dict[str, dict[str, Any]]:
     """Augment every ``id -> user text``; cached results are reused, new ones are cached per batch.
 
     Empty texts are skipped with a warning and get an empty, format-invalid augmentation. The cache key
@@ -59,18 +68,25 @@ def augment_texts(
     if empty:
         logger.warning("%s: skipping %d empty texts (e.g. '%s')", desc, len(empty), empty[0])
     todo = [text_id for text_id, text in texts.items() if text.strip() and keys[text_id] not in cache]
-    logger.info("%s: %d texts, %d cached, %d to generate", desc, len(texts), len(texts) - len(todo) - len(empty), len(todo))
+    logger.info(
+        "%s: %d texts, %d cached, %d to generate", desc, len(texts), len(texts) - len(todo) - len(empty), len(todo)
+    )
     conversations = [conversation(prompt, texts[text_id]) for text_id in todo]
     for indices, completions in generate(policy, conversations, generation, batch_size, desc):
         entries = []
         for index, completion in zip(indices, completions):
             parsed = parse_response(completion.text, prompt.format)
             text_id = todo[index]
-            entries.append({
-                "key": keys[text_id], "id": text_id, "response": completion.text,
-                "augmentation": parsed.augmentation, "format_valid": parsed.format_valid,
-                "new_tokens": completion.new_tokens,
-            })  # fmt: skip
+            entries.append(
+                {
+                    "key": keys[text_id],
+                    "id": text_id,
+                    "response": completion.text,
+                    "augmentation": parsed.augmentation,
+                    "format_valid": parsed.format_valid,
+                    "new_tokens": completion.new_tokens,
+                }
+            )
         cache.append(entries)
     skipped = {"augmentation": "", "format_valid": False, "new_tokens": 0}
     return {text_id: cache.get(keys[text_id]) if keys[text_id] in cache else skipped for text_id in texts}
@@ -85,9 +101,10 @@ def generation_params(generation: Generation) -> GenerationParams:
     """Inference decoding from params.yaml ``generation`` (greedy by default, METHOD §7); ``backend`` is
     read apart (:func:`generation_backend`)."""
     return GenerationParams(
-        max_new_tokens=generation.max_new_tokens, repetition_penalty=generation.repetition_penalty,
+        max_new_tokens=generation.max_new_tokens,
+        repetition_penalty=generation.repetition_penalty,
         do_sample=generation.do_sample,
-    )  # fmt: skip
+    )
 
 
 def generation_backend(name: str, quantize: str) -> Generate:
@@ -122,7 +139,7 @@ class Inputs:
 
 def load_inputs(
     augmentation: Augmentation, policy_params: PolicySection, augment: Augment, dataset: Dataset, backend: str
-) -> Inputs:  # fmt: skip
+) -> Inputs:
     prepared = Path(dataset.prepared_dir)
     policy = load_policy(augmentation.policy, policy_params.cache_dir, policy_params.dtype)
     policy = quantized(policy, policy_params.quantize)
@@ -143,9 +160,14 @@ def load_inputs(
 
 
 def augment_sides(
-    name: str, inputs: Inputs, generation: Generation, augment: Augment, cache: AugmentCache | ShardCache,
-    generate: Generate, label: str = "",
-) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:  # fmt: skip
+    name: str,
+    inputs: Inputs,
+    generation: Generation,
+    augment: Augment,
+    cache: AugmentCache | ShardCache,
+    generate: Generate,
+    label: str = "",
+) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
     """Augment both sides of ``inputs`` through ``cache``; returns the stats and ``side -> id -> result``."""
     decoding = generation_params(generation)
     batch_size = augment.batch_size
@@ -153,9 +175,13 @@ def augment_sides(
     augmentation, policy = inputs.augmentation, inputs.policy
     # The resolved dtype and engine: with policy.dtype auto the same params give other outputs on another CPU.
     stats: dict[str, Any] = {
-        "policy": augmentation.policy, "fingerprint": policy.fingerprint, "format": augmentation.format,
-        "dtype": policy.dtype, "backend": backend, "packed_weights": inputs.packed_weights,
-    }  # fmt: skip
+        "policy": augmentation.policy,
+        "fingerprint": policy.fingerprint,
+        "format": augmentation.format,
+        "dtype": policy.dtype,
+        "backend": backend,
+        "packed_weights": inputs.packed_weights,
+    }
     results = {}
     for side in SIDES:
         prompt_name = augmentation.doc_prompt if side == "doc" else augmentation.query_prompt
@@ -165,15 +191,22 @@ def augment_sides(
         prompt = load_prompt(augment.prompts_dir, augmentation.format, prompt_name)
         started = time.perf_counter()
         desc = f"{name} {SIDE_LABELS[side]}{label}"
-        results[side] = augment_texts(policy, prompt, inputs.texts[side], decoding, cache, batch_size, desc, generate, backend)
+        results[side] = augment_texts(
+            policy, prompt, inputs.texts[side], decoding, cache, batch_size, desc, generate, backend
+        )
         stats[side] = side_stats(results[side], time.perf_counter() - started)
     return stats, results
 
 
 def run_augmentation(
-    name: str, augmentation: Augmentation, out_dir: str | Path, policy_params: PolicySection, generation: Generation,
-    augment: Augment, dataset: Dataset,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    augmentation: Augmentation,
+    out_dir: str | Path,
+    policy_params: PolicySection,
+    generation: Generation,
+    augment: Augment,
+    dataset: Dataset,
+) -> dict[str, Any]:
     """Augment the corpus and/or the eval-split queries as ``augmentations.<name>`` says.
 
     Shard caches left by ``coaug augment --shard`` for this policy are absorbed first, so after a sharded
@@ -194,9 +227,15 @@ def run_augmentation(
 
 
 def run_augmentation_shard(
-    name: str, augmentation: Augmentation, index: int, count: int, policy_params: PolicySection,
-    generation: Generation, augment: Augment, dataset: Dataset,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    augmentation: Augmentation,
+    index: int,
+    count: int,
+    policy_params: PolicySection,
+    generation: Generation,
+    augment: Augment,
+    dataset: Dataset,
+) -> dict[str, Any]:
     """Generate shard ``index`` of ``count`` of each side into the shard's own cache file (reusing what the
     main cache holds); writes no outputs. Returns the shard's stats."""
     generate = generation_backend(generation.backend, policy_params.quantize)
@@ -221,5 +260,3 @@ def side_stats(results: dict[str, dict[str, Any]], seconds: float) -> dict[str, 
         "empty_rate": sum(not r["augmentation"] for r in results.values()) / count,
         "seconds": seconds,
     }
-
-

@@ -61,7 +61,9 @@ def absorb_shards(cache: AugmentCache) -> int:
         cache.append(fresh)  # durable before the shard file goes
         path.unlink()
         added += len(fresh)
-        logger.info("absorbed %s: %d new entries, %d already cached", path.name, len(fresh), len(shard.entries) - len(fresh))
+        logger.info(
+            "absorbed %s: %d new entries, %d already cached", path.name, len(fresh), len(shard.entries) - len(fresh)
+        )
     return added
 
 

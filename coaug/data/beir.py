@@ -65,8 +65,9 @@ def require_regular_files(folder: str | Path) -> None:
             try:
                 mode = path.stat().st_mode
             except OSError as exc:
-                raise DataError(str(path), f"cannot be read ({exc.strerror}): a dataset folder holds regular files "
-                                "only") from None  # fmt: skip
+                raise DataError(
+                    str(path), f"cannot be read ({exc.strerror}): a dataset folder holds regular files only"
+                ) from None
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 kind = NOT_REGULAR.get(stat.S_IFMT(mode), "not a file")
                 raise DataError(str(path), f"{kind}, not a regular file: a dataset folder holds regular files only")
@@ -98,8 +99,11 @@ def _utf8_lines(path: Path):
                 yield line_no, raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 byte = raw[exc.start]
-                raise DataError(str(path), f"not UTF-8 (byte 0x{byte:02x} at column {exc.start + 1}): save the file as "
-                                "UTF-8", line_no) from None  # fmt: skip
+                raise DataError(
+                    str(path),
+                    f"not UTF-8 (byte 0x{byte:02x} at column {exc.start + 1}): save the file as UTF-8",
+                    line_no,
+                ) from None
 
 
 def _id_field(record: dict, path: Path, line_no: int) -> str:

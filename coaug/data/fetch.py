@@ -60,7 +60,10 @@ def resolve_source(source: str, sha256: str | None, download_dir: str | Path) ->
 def _download(url: str, target: Path) -> None:
     logger.info("downloading %s", url)
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, atomic_open(target, "wb") as out:
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response,
+            atomic_open(target, "wb") as out,
+        ):
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):

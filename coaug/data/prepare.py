@@ -37,7 +37,9 @@ def prepare(source: str, sha256: str | None, splits: list[str], max_unknown_qrel
 def write_normalised(dataset: BeirDataset, folder: Path) -> None:
     with atomic_open(folder / "corpus.jsonl") as handle:
         for doc_id, doc in dataset.corpus.items():
-            handle.write(json.dumps({"_id": doc_id, "title": doc["title"], "text": doc["text"]}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps({"_id": doc_id, "title": doc["title"], "text": doc["text"]}, ensure_ascii=False) + "\n"
+            )
     with atomic_open(folder / "queries.jsonl") as handle:
         for qid, text in dataset.queries.items():
             handle.write(json.dumps({"_id": qid, "text": text}, ensure_ascii=False) + "\n")

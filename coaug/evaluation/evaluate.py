@@ -14,17 +14,25 @@ from coaug.evaluation.per_query_file import write_per_query
 from coaug.params import SystemRecipe
 from coaug.params_schema import Bm25, Dataset, Dense, Evaluation, Retrieval
 from coaug.retrieval.retrievers import retrieve, system_queries
-from coaug.tracking import dataset_checksum
 from coaug.retrieval.trec_run import read_run, write_run
+from coaug.tracking import dataset_checksum
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_system(
-    system_name: str, system: SystemRecipe, index_dir: str | Path, run_path: str | Path, metrics_path: str | Path,
-    per_query_path: str | Path, dataset: Dataset, evaluation: Evaluation, retrieval: Retrieval, bm25: Bm25,
+    system_name: str,
+    system: SystemRecipe,
+    index_dir: str | Path,
+    run_path: str | Path,
+    metrics_path: str | Path,
+    per_query_path: str | Path,
+    dataset: Dataset,
+    evaluation: Evaluation,
+    retrieval: Retrieval,
+    bm25: Bm25,
     dense_params: Dense,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     split = dataset.eval_split
     qrels = read_qrels(P.eval_qrels_path(dataset))
     queries = system_queries(system, list(qrels))
@@ -39,4 +47,3 @@ def evaluate_system(
     write_json(metrics_path, summary)
     logger.info("%s: %s", system_name, {k: round(v, 4) for k, v in aggregate(values).items()})
     return summary
-

@@ -31,4 +31,3 @@ def comparison_bars(results: dict[str, dict[str, float]], metrics: list[str], ti
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-

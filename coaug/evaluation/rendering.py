@@ -2,9 +2,9 @@
 results page ``outputs.results_page`` (docs/results.md) and the README's headline table.
 
 Published results are rendered, never copied: ``coaug report`` rewrites the page whole and the README
-(``outputs.readme``) only between :data:`BEGIN` and :data:`END`; tests/test_report_rendering.py renders both
-from the committed metrics and fails when a committed copy differs. A system without metrics is a row that
-names the command making them, never an old value.
+(``outputs.readme``) only between :data:`BEGIN` and :data:`END`; tests/evaluation/test_rendering.py renders both
+from the committed metrics and fails when a committed copy differs. A system without current metrics (none
+yet, another dataset's, or stale by dvc.lock) is a row that names the command making them, never an old value.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from coaug.errors import CoaugError
+from coaug.evaluation.freshness import evaluate_stage
 from coaug.params_schema import AugmentedSystem, Evaluation, System
 
 BEGIN = "<!-- results:begin -->"
@@ -21,10 +22,13 @@ END = "<!-- results:end -->"
 NOTICE = "<!-- Rendered by `coaug report` from metrics/ and params.yaml: edit those and rerun it, not this text. -->"
 TEST_HEADER = ["p (t-test)", "p (t, Holm)", "p (bootstrap)", "p (boot., Holm)"]
 RETRIEVERS = {
-    "bm25_flat": "BM25, title + text", "bm25_multifield": "BM25, title and text fields", "dense": "dense encoder",
-}  # fmt: skip
+    "bm25_flat": "BM25, title + text",
+    "bm25_multifield": "BM25, title and text fields",
+    "dense": "dense encoder",
+}
 NOT_RUN = "not run"
 LEFT_OUT = "left out (metrics of another dataset or split)"
+STALE = "stale (not current by dvc.lock)"
 
 
 def significance_mark(test: dict[str, Any], alpha: float) -> str:
@@ -33,8 +37,13 @@ def significance_mark(test: dict[str, Any], alpha: float) -> str:
 
 
 def test_cells(test: dict[str, Any], alpha: float) -> list[str]:
-    return [f"{test['mean_diff']:+.4f}{significance_mark(test, alpha)}", f"{test['p_ttest']:.2g}",
-            f"{test['p_ttest_holm']:.2g}", f"{test['p_bootstrap']:.2g}", f"{test['p_bootstrap_holm']:.2g}"]  # fmt: skip
+    return [
+        f"{test['mean_diff']:+.4f}{significance_mark(test, alpha)}",
+        f"{test['p_ttest']:.2g}",
+        f"{test['p_ttest_holm']:.2g}",
+        f"{test['p_bootstrap']:.2g}",
+        f"{test['p_bootstrap_holm']:.2g}",
+    ]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -56,8 +65,11 @@ def markdown_table(summary: dict[str, Any], metrics: list[str], baseline: str, a
 
 def comparisons_table(summary: dict[str, Any], comparisons: list[list[str]], metric: str, alpha: float) -> str:
     """The ``evaluation.comparisons`` pairs that were both evaluated (e.g. trained vs untrained policy)."""
-    rows = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in comparisons
-            if name in summary and f"vs_{reference}" in summary[name]]  # fmt: skip
+    rows = [
+        (name, reference, summary[name][f"vs_{reference}"])
+        for name, reference in comparisons
+        if name in summary and f"vs_{reference}" in summary[name]
+    ]
     if not rows:
         return ""
     header = ["system", "against", f"Δ {metric}", *TEST_HEADER]
@@ -84,17 +96,20 @@ def describe(name: str, plain: dict[str, System], augmented: dict[str, Augmented
         raise CoaugError(f"params: unknown system '{name}' (not in systems or augmented_systems)")
     entry = augmented[name]
     queries = "queries" + (f" (original ×{entry.query_repeat})" if entry.query_repeat > 1 else "")
-    sides = " + ".join(side for side, on in ((queries, entry.augment_queries), ("documents", entry.augment_docs)) if on)
+    sides = " + ".join(
+        side for side, on in ((queries, entry.augment_queries), ("documents", entry.augment_docs)) if on
+    )
     return RETRIEVERS[entry.retriever], f"`{entry.augmentation}`: {sides or 'neither side'}"
 
 
 def make_command(name: str, plain: dict[str, System]) -> str:
     """The command that makes (or remakes) a system's metrics, with everything upstream of them."""
-    return f"`dvc repro {'evaluate' if name in plain else 'evaluate_aug'}@{name}`"
+    return f"`dvc repro {evaluate_stage(name, plain)}`"
 
 
 def absent_cell(name: str, absent: dict[str, str], plain: dict[str, System]) -> str:
-    return f"{absent.get(name, NOT_RUN)}: {make_command(name, plain)}"
+    """A system without a reported row: why, and the command that makes it (``absent``, from the report)."""
+    return absent.get(name) or f"{NOT_RUN}: {make_command(name, plain)}"
 
 
 def verdict(test: dict[str, Any], alpha: float) -> str:
@@ -119,14 +134,22 @@ def pair_lines(summary: dict[str, Any], pairs: list[list[str]], metric: str, alp
 
 def pairs_sentence(summary: dict[str, Any], pairs: list[list[str]], alpha: float) -> str:
     """How many of the evaluated pairs differ significantly after the Holm adjustment, and which."""
-    tested = [(name, reference, summary[name][f"vs_{reference}"]) for name, reference in pairs
-              if f"vs_{reference}" in summary.get(name, {})]  # fmt: skip
-    differing = [f"`{name}` {verdict(test, alpha)} `{reference}`" for name, reference, test in tested
-                 if significance_mark(test, alpha)]  # fmt: skip
+    tested = [
+        (name, reference, summary[name][f"vs_{reference}"])
+        for name, reference in pairs
+        if f"vs_{reference}" in summary.get(name, {})
+    ]
+    differing = [
+        f"`{name}` {verdict(test, alpha)} `{reference}`"
+        for name, reference, test in tested
+        if significance_mark(test, alpha)
+    ]
     if not differing:
         return f"None of the {len(tested)} pairs differs significantly after the Holm adjustment.\n"
-    return (f"{len(differing)} of the {len(tested)} pairs differ significantly after the Holm adjustment: "
-            f"{'; '.join(differing)}.\n")  # fmt: skip
+    return (
+        f"{len(differing)} of the {len(tested)} pairs differ significantly after the Holm adjustment: "
+        f"{'; '.join(differing)}.\n"
+    )
 
 
 def count_tests(summary: dict[str, Any]) -> int:
@@ -134,9 +157,14 @@ def count_tests(summary: dict[str, Any]) -> int:
 
 
 def readme_block(
-    summary: dict[str, Any], evaluation: Evaluation, plain: dict[str, System], augmented: dict[str, AugmentedSystem],
-    absent: dict[str, str], caption: str, page_link: str,
-) -> str:  # fmt: skip
+    summary: dict[str, Any],
+    evaluation: Evaluation,
+    plain: dict[str, System],
+    augmented: dict[str, AugmentedSystem],
+    absent: dict[str, str],
+    caption: str,
+    page_link: str,
+) -> str:
     """The README's headline: the ``evaluation.headline`` systems, and the ``evaluation.comparisons`` pairs
     among them read out (level with / above / below, on the Holm-adjusted p-values)."""
     metric, baseline, alpha = evaluation.significance_metric, evaluation.baseline, evaluation.alpha
@@ -149,38 +177,59 @@ def readme_block(
             continue
         test = entry.get(f"vs_{baseline}")
         delta = f"{test['mean_diff']:+.4f}{significance_mark(test, alpha)}" if test else "—"
-        rows.append([f"`{name}`", retriever, augmentation, f"{entry[metric]:.4f}", delta,
-                     f"{test['p_ttest_holm']:.2g}" if test else "—"])  # fmt: skip
+        rows.append(
+            [
+                f"`{name}`",
+                retriever,
+                augmentation,
+                f"{entry[metric]:.4f}",
+                delta,
+                f"{test['p_ttest_holm']:.2g}" if test else "—",
+            ]
+        )
     header = ["system", "retriever", "augmentation", metric, f"Δ vs {baseline}", "p (t-test, Holm)"]
     shown = set(evaluation.headline)
     pairs = pair_lines(summary, [p for p in evaluation.comparisons if set(p) <= shown], metric, alpha)
     footer = (
         f"{caption}. p-values Holm–Bonferroni adjusted over all {count_tests(summary)} paired tests of the report; "
-        f"`*` = significant after the adjustment (α {alpha}), \"level with\" = not. Every system, the policy block "
+        f'`*` = significant after the adjustment (α {alpha}), "level with" = not. Every system, the policy block '
         f"and all paired tests: [{page_link}]({page_link}).\n"
     )
     return NOTICE + "\n\n" + table(header, rows) + "\n" + "".join(line + "\n" for line in pairs) + "\n" + footer
 
 
 def results_page(
-    summary: dict[str, Any], systems: list[str], evaluation: Evaluation, plain: dict[str, System],
-    augmented: dict[str, AugmentedSystem], absent: dict[str, str], caption: str,
-) -> str:  # fmt: skip
+    summary: dict[str, Any],
+    systems: list[str],
+    evaluation: Evaluation,
+    plain: dict[str, System],
+    augmented: dict[str, AugmentedSystem],
+    absent: dict[str, str],
+    caption: str,
+) -> str:
     """docs/results.md: every system, the policy block, the paired comparisons and what each system is."""
     metrics, metric = evaluation.metrics, evaluation.significance_metric
     baseline, alpha = evaluation.baseline, evaluation.alpha
     order = [baseline, *(name for name in systems if name != baseline)]
     blank = [""] * (len(metrics) + len(TEST_HEADER))
-    rows = [system_cells(name, summary[name], metrics, baseline, alpha) if name in summary
-            else [name, absent_cell(name, absent, plain), *blank] for name in order]  # fmt: skip
+    rows = [
+        system_cells(name, summary[name], metrics, baseline, alpha)
+        if name in summary
+        else [name, absent_cell(name, absent, plain), *blank]
+        for name in order
+    ]
     every = table(["system", *metrics, f"Δ vs {baseline}", *TEST_HEADER], rows)
     pairs = comparisons_table(summary, evaluation.comparisons, metric, alpha) or "No pair evaluated yet.\n"
-    pending = [(name, reference) for name, reference in evaluation.comparisons
-               if f"vs_{reference}" not in summary.get(name, {})]  # fmt: skip
+    pending = [
+        (name, reference)
+        for name, reference in evaluation.comparisons
+        if f"vs_{reference}" not in summary.get(name, {})
+    ]
     if pending:
         pairs += "\nNot tested yet (a system without metrics):\n\n" + "".join(
             f"- `{name}` against `{reference}`: "
-            + ", ".join(make_command(s, plain) for s in (name, reference) if s not in summary) + "\n"
+            + ", ".join(make_command(s, plain) for s in (name, reference) if s not in summary)
+            + "\n"
             for name, reference in pending
         )
     what = [[f"`{name}`", *describe(name, plain, augmented), make_command(name, plain)] for name in order]
@@ -210,7 +259,9 @@ def results_page(
 def with_block(text: str, block: str, source: str) -> str:
     """``text`` with what lies between its :data:`BEGIN` and :data:`END` lines replaced by ``block``."""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise CoaugError(f"{source}: needs one '{BEGIN}' line and, after it, one '{END}' line around the results table")
+        raise CoaugError(
+            f"{source}: needs one '{BEGIN}' line and, after it, one '{END}' line around the results table"
+        )
     head, rest = text.split(BEGIN)
     return f"{head}{BEGIN}\n{block}{END}{rest.split(END)[1]}"
 

@@ -7,18 +7,29 @@ import csv
 import io
 import json
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from coaug.atomic_io import write_json, write_text
 from coaug.errors import CoaugError
+from coaug.evaluation.freshness import evaluate_stage, outdated_reason
 from coaug.evaluation.outputs import output_paths
 from coaug.evaluation.per_query_file import read_per_query
 from coaug.evaluation.plots import comparison_bars
 from coaug.evaluation.rendering import (
-    LEFT_OUT, NOT_RUN, comparisons_table, markdown_table, policy_block, readme_block, relative_link, results_page,
+    LEFT_OUT,
+    NOT_RUN,
+    STALE,
+    comparisons_table,
+    make_command,
+    markdown_table,
+    policy_block,
+    readme_block,
+    relative_link,
+    results_page,
     with_block,
-)  # fmt: skip
+)
 from coaug.evaluation.significance import compare, holm_adjust
 from coaug.params_schema import AugmentedSystem, Dataset, Evaluation, Outputs, System
 from coaug.tracking import dataset_checksum
@@ -83,7 +94,10 @@ def build_report(systems: list[str], evaluation: Evaluation, outputs: Outputs, d
 
     def test(name: str, reference: str) -> dict[str, Any]:
         samples, seed = evaluation.bootstrap_samples, evaluation.seed
-        return {"metric": key_metric, **compare(per_query[name], per_query[reference], samples, seed, (name, reference))}
+        return {
+            "metric": key_metric,
+            **compare(per_query[name], per_query[reference], samples, seed, (name, reference)),
+        }
 
     summary: dict[str, Any] = {name: {m: scores[name][m] for m in metrics} for name in systems}
     for name in systems:
@@ -106,20 +120,40 @@ def adjust_for_multiplicity(summary: dict[str, Any]) -> None:
 
 
 def write_report(
-    systems: list[str], evaluation: Evaluation, outputs: Outputs, dataset: Dataset, plain: dict[str, System],
+    systems: list[str],
+    evaluation: Evaluation,
+    outputs: Outputs,
+    dataset: Dataset,
+    plain: dict[str, System],
     augmented: dict[str, AugmentedSystem],
-) -> tuple[dict[str, Any], dict[str, Path]]:  # fmt: skip
+    lock: dict[str, dict[str, Any]] | None = None,
+    experiments: Collection[str] = (),
+) -> tuple[dict[str, Any], dict[str, Path]]:
     """Write summary.json, results.md, comparison.png and headline.csv, the results page and the README's
     headline table (:func:`publish`); return the summary and the paths written.
 
-    Systems without metrics yet are named in results.md as not evaluated, and those whose metrics belong to
-    another dataset or split are left out with the reason, never silently dropped nor mixed in. ``plain`` and
+    Systems without metrics yet are named in results.md as not evaluated, those whose metrics belong to
+    another dataset or split are left out with the reason, and so are those whose metrics are not current by
+    ``lock``'s records (dvc.lock's stages, coaug.evaluation.freshness; None: not checked): never silently
+    dropped nor mixed in. A table cell names the command that makes a left-out row: ``make experiments`` for
+    ``experiments`` (the systems outside params.yaml's main_job), else its ``dvc repro``. ``plain`` and
     ``augmented`` (params.yaml's ``systems`` and ``augmented_systems``) say what each system is."""
     listed = systems
     systems, missing = evaluated(outputs, systems)
     stale = {name: reason for name in systems if (reason := stale_reason(outputs, dataset, name))}
-    summary = build_report([name for name in systems if name not in stale], evaluation, outputs, dataset)  # a stale baseline fails here
-    for name, reason in stale.items():
+    outdated = {
+        name: reason
+        for name in systems
+        if name not in stale and lock is not None and (reason := lock_reason(lock, outputs, name, plain))
+    }
+    if evaluation.baseline in outdated:
+        raise CoaugError(
+            f"baseline '{evaluation.baseline}' cannot be reported: {outdated[evaluation.baseline]} — run "
+            f"{make_command(evaluation.baseline, plain)}"
+        )
+    reported = [name for name in systems if name not in stale and name not in outdated]
+    summary = build_report(reported, evaluation, outputs, dataset)  # a baseline of another dataset fails here
+    for name, reason in {**stale, **outdated}.items():
         logger.warning("report leaves out %s: %s", name, reason)
     metrics = evaluation.metrics
     baseline = evaluation.baseline
@@ -146,6 +180,9 @@ def write_report(
     if stale:
         reasons = "".join(f"- {name}: {reason}\n" for name, reason in stale.items())
         pending += f"\nLeft out, their metrics do not belong to this dataset and split:\n\n{reasons}"
+    if outdated:
+        reasons = "".join(f"- {name}: {reason}\n" for name, reason in outdated.items())
+        pending += f"\nLeft out, their metrics are not current by dvc.lock's records:\n\n{reasons}"
     pairs = comparisons_table(summary, evaluation.comparisons, key_metric, alpha)
     pairs = f"\nPaired tests between systems (evaluation.comparisons):\n\n{pairs}" if pairs else ""
     write_text(paths["table"], note + markdown_table(summary, metrics, baseline, alpha) + block + pairs + pending)
@@ -156,15 +193,29 @@ def write_report(
     writer.writerow(["system", key_metric])
     writer.writerows([name, f"{entry[key_metric]:.4f}"] for name, entry in summary.items())
     write_text(paths["headline"], buffer.getvalue())
-    absent = {**dict.fromkeys(missing, NOT_RUN), **dict.fromkeys(stale, LEFT_OUT)}
+    labels = {**dict.fromkeys(missing, NOT_RUN), **dict.fromkeys(stale, LEFT_OUT), **dict.fromkeys(outdated, STALE)}
+    absent = {
+        name: f"{label}: {'`make experiments`' if name in experiments else make_command(name, plain)}"
+        for name, label in labels.items()
+    }
     queries = json.loads(output_paths(outputs, baseline)["metrics"].read_text()).get("queries")
     caption = f"{dataset.name}, {dataset.eval_split} split" + (f", {queries} queries" if queries else "")
     paths["page"] = Path(outputs.results_page)
     write_text(paths["page"], results_page(summary, listed, evaluation, plain, augmented, absent, caption))
     if outputs.readme:
-        publish(Path(outputs.readme), readme_block(summary, evaluation, plain, augmented, absent, caption,
-                                                   relative_link(paths["page"], outputs.readme)))  # fmt: skip
+        publish(
+            Path(outputs.readme),
+            readme_block(
+                summary, evaluation, plain, augmented, absent, caption, relative_link(paths["page"], outputs.readme)
+            ),
+        )
     return summary, paths
+
+
+def lock_reason(lock: dict[str, dict[str, Any]], outputs: Outputs, name: str, plain: dict[str, System]) -> str | None:
+    """Why the metrics and per-query files of ``name`` are not current by dvc.lock (``lock``), or None."""
+    paths = output_paths(outputs, name)
+    return outdated_reason(lock, evaluate_stage(name, plain), [paths["metrics"], paths["per_query"]])
 
 
 def publish(readme: Path, block: str) -> None:

@@ -140,9 +140,14 @@ def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
 
 
 def generate_batches(
-    policy: Policy, conversations: list[list[dict]], params: GenerationParams, batch_size: int, desc: str,
-    prefix: PromptPrefix | None = None, reuse_prefix: bool = True,
-) -> Iterator[tuple[list[int], list[Completion]]]:  # fmt: skip
+    policy: Policy,
+    conversations: list[list[dict]],
+    params: GenerationParams,
+    batch_size: int,
+    desc: str,
+    prefix: PromptPrefix | None = None,
+    reuse_prefix: bool = True,
+) -> Iterator[tuple[list[int], list[Completion]]]:
     """Generate one completion per conversation, yielding ``(indices, completions)`` batch by batch.
 
     Parameters
@@ -201,7 +206,9 @@ def _generate_batch(
     if prefix is None:
         inputs = policy.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(model.device)
     else:
-        rests = policy.tokenizer.pad({"input_ids": [p[len(prefix.ids) :] for p in prompts]}, padding=True, return_tensors="pt")
+        rests = policy.tokenizer.pad(
+            {"input_ids": [p[len(prefix.ids) :] for p in prompts]}, padding=True, return_tensors="pt"
+        )
         shared = torch.tensor([prefix.ids] * len(prompts))
         inputs = {
             "input_ids": torch.cat([shared, rests["input_ids"]], dim=1).to(model.device),
@@ -221,7 +228,7 @@ def _generate_batch(
             logits_processor=sampler,
             cache_implementation=params.cache_implementation,
             **cached,
-        )  # fmt: skip
+        )
     return [completion_from_ids(policy, ids) for ids in output[:, inputs["input_ids"].shape[1] :].tolist()]
 
 

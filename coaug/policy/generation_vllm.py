@@ -20,7 +20,13 @@ from typing import Any
 from tqdm import tqdm
 
 from coaug.errors import CoaugError
-from coaug.policy.generation import Completion, GenerationParams, completion_from_ids, length_buckets, tokenize_conversations
+from coaug.policy.generation import (
+    Completion,
+    GenerationParams,
+    completion_from_ids,
+    length_buckets,
+    tokenize_conversations,
+)
 from coaug.policy.model import Policy
 
 logger = logging.getLogger(__name__)
@@ -34,9 +40,11 @@ def require_vllm() -> None:
 def sampling_settings(params: GenerationParams, seed: int, stop_token_ids: list[int]) -> dict[str, Any]:
     """Keyword arguments of ``vllm.SamplingParams`` that decode as ``params`` does on transformers."""
     settings = {
-        "max_tokens": params.max_new_tokens, "repetition_penalty": params.repetition_penalty,
-        "stop_token_ids": stop_token_ids, "seed": seed,
-    }  # fmt: skip
+        "max_tokens": params.max_new_tokens,
+        "repetition_penalty": params.repetition_penalty,
+        "stop_token_ids": stop_token_ids,
+        "seed": seed,
+    }
     if not params.do_sample:
         return {**settings, "temperature": 0.0}  # vLLM's greedy
     # top_k 0 means "off" in GenerationParams; vLLM spells it -1.

@@ -43,11 +43,24 @@ MODEL_TYPES = ("llama", "qwen2")
 # Generation-config fields with which ``model.generate`` adds a logits processor or a stopping rule; the
 # loop runs only where each keeps transformers' default.
 GENERATE_EXTRAS = (
-    "guidance_scale", "sequence_bias", "encoder_repetition_penalty", "no_repeat_ngram_size",
-    "encoder_no_repeat_ngram_size", "bad_words_ids", "min_length", "min_new_tokens", "forced_bos_token_id",
-    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
-    "begin_suppress_tokens", "watermarking_config", "stop_strings", "max_time",
-)  # fmt: skip
+    "guidance_scale",
+    "sequence_bias",
+    "encoder_repetition_penalty",
+    "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size",
+    "bad_words_ids",
+    "min_length",
+    "min_new_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "remove_invalid_values",
+    "exponential_decay_length_penalty",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "watermarking_config",
+    "stop_strings",
+    "max_time",
+)
 
 
 def decodes(policy: Policy, generation: GenerationParams) -> bool:
@@ -65,7 +78,9 @@ def decodes(policy: Policy, generation: GenerationParams) -> bool:
         and packing_available(policy)
         and not generation.do_sample
         and generation.cache_implementation is None
-        and all(getattr(model.generation_config, name, None) == getattr(defaults, name, None) for name in GENERATE_EXTRAS)
+        and all(
+            getattr(model.generation_config, name, None) == getattr(defaults, name, None) for name in GENERATE_EXTRAS
+        )
     )
 
 
@@ -82,9 +97,12 @@ def fuse_projections(policy: Policy) -> list[tuple[PackedLinear, PackedLinear]]:
     """Per decoder layer, q/k/v and gate/up each fused into one packed matrix. Call it on the plain Linear
     layers, *before* :func:`coaug.policy.packed_linear.pack_linear_layers` packs them in place."""
     return [
-        (_fuse_linears(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj), _fuse_linears(layer.mlp.gate_proj, layer.mlp.up_proj))
+        (
+            _fuse_linears(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+            _fuse_linears(layer.mlp.gate_proj, layer.mlp.up_proj),
+        )
         for layer in policy.model.model.layers
-    ]  # fmt: skip
+    ]
 
 
 class GreedyDecoder:
@@ -93,25 +111,40 @@ class GreedyDecoder:
     runs :func:`decode_layers` as eager Python: the same values, slower (benchmarks/search_latency.py)."""
 
     def __init__(
-        self, policy: Policy, generation: GenerationParams, fused: list[tuple[PackedLinear, PackedLinear]], scripted: bool = True
-    ):  # fmt: skip
+        self,
+        policy: Policy,
+        generation: GenerationParams,
+        fused: list[tuple[PackedLinear, PackedLinear]],
+        scripted: bool = True,
+    ):
         model = policy.model
         self._model, self._generation = model, generation
         attention, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
         self._kv_heads, self._head_dim = model.config.num_key_value_heads, attention.head_dim
         query_heads = model.config.num_attention_heads
         self._shape = DecoderShape(
-            eps=model.model.norm.variance_epsilon, head_dim=attention.head_dim, query_heads=query_heads,
-            rotated_width=(query_heads + self._kv_heads) * attention.head_dim, intermediate=mlp.intermediate_size,
+            eps=model.model.norm.variance_epsilon,
+            head_dim=attention.head_dim,
+            query_heads=query_heads,
+            rotated_width=(query_heads + self._kv_heads) * attention.head_dim,
+            intermediate=mlp.intermediate_size,
             scaling=attention.scaling,
-        )  # fmt: skip
+        )
         self._layers = [
             LayerWeights(
-                layer.input_layernorm.weight.detach(), qkv.weight, qkv.bias, layer.self_attn.o_proj.weight, layer.self_attn.o_proj.bias,
-                layer.post_attention_layernorm.weight.detach(), gate_up.weight, gate_up.bias, layer.mlp.down_proj.weight, layer.mlp.down_proj.bias,
+                layer.input_layernorm.weight.detach(),
+                qkv.weight,
+                qkv.bias,
+                layer.self_attn.o_proj.weight,
+                layer.self_attn.o_proj.bias,
+                layer.post_attention_layernorm.weight.detach(),
+                gate_up.weight,
+                gate_up.bias,
+                layer.mlp.down_proj.weight,
+                layer.mlp.down_proj.bias,
             )
             for layer, (qkv, gate_up) in zip(model.model.layers, fused)
-        ]  # fmt: skip
+        ]
         head = model.lm_head
         self._output = (model.model.norm.weight.detach(), head.weight, head.bias)
         self._decode_layers = _scripted_decode_layers() if scripted else decode_layers
@@ -138,9 +171,13 @@ class GreedyDecoder:
         start = len(prefix.ids) if prefix is not None and prefix.starts(prompt) else 0
         cache = prefix.cache_for(1) if start else None
         output = self._model(
-            input_ids=torch.tensor([prompt[start:]]), attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
-            position_ids=torch.arange(start, len(prompt)).unsqueeze(0), cache=cache, use_cache=True, logits_to_keep=1,
-        )  # fmt: skip
+            input_ids=torch.tensor([prompt[start:]]),
+            attention_mask=torch.ones((1, len(prompt)), dtype=torch.long),
+            position_ids=torch.arange(start, len(prompt)).unsqueeze(0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         length = len(prompt) + self._generation.max_new_tokens
         keys, values = [], []
         for layer in output.cache.layers:
@@ -159,7 +196,9 @@ class GreedyDecoder:
         cos, sin = (part.unsqueeze(1) for part in decoder.rotary_emb(hidden, torch.tensor([[position]])))
         # Without the graph optimiser TorchScript runs the function's own ops as written, nothing rewritten.
         with torch.jit.optimized_execution(False):
-            return self._decode_layers(hidden, cos, sin, position, self._layers, keys, values, self._shape, *self._output)
+            return self._decode_layers(
+                hidden, cos, sin, position, self._layers, keys, values, self._shape, *self._output
+            )
 
 
 class LayerWeights(NamedTuple):
@@ -191,24 +230,37 @@ class DecoderShape(NamedTuple):
 
 
 def decode_layers(
-    hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, position: int, layers: List[LayerWeights],
-    keys: List[torch.Tensor], values: List[torch.Tensor], shape: DecoderShape, final_norm: torch.Tensor, head: torch.Tensor,
+    hidden: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    position: int,
+    layers: List[LayerWeights],
+    keys: List[torch.Tensor],
+    values: List[torch.Tensor],
+    shape: DecoderShape,
+    final_norm: torch.Tensor,
+    head: torch.Tensor,
     head_bias: Optional[torch.Tensor],
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """The decoder layers and output head for one new token at ``position``: transformers' LlamaDecoderLayer
     (= Qwen2DecoderLayer without a sliding window) op by op, on the fused matrices, writing the token's keys
     and values into the buffers; returns its fp32 logits."""
     for layer, key_buffer, value_buffer in zip(layers, keys, values):
         projected = _packed_linear(_rms_norm(hidden, layer.input_norm, shape.eps), layer.qkv, layer.qkv_bias)
         # The query and key heads, side by side in the fused output, rotated together: the same elementwise ops.
-        heads = _rotated(projected[..., : shape.rotated_width].view(1, 1, -1, shape.head_dim).transpose(1, 2), cos, sin)
+        heads = _rotated(
+            projected[..., : shape.rotated_width].view(1, 1, -1, shape.head_dim).transpose(1, 2), cos, sin
+        )
         key_buffer[:, :, position] = heads[:, shape.query_heads :, 0]
         value_buffer[:, :, position] = projected[..., shape.rotated_width :].view(1, -1, shape.head_dim)
         # transformers' sdpa path for one query token without a mask: grouped heads inside the kernel.
         attended = torch.nn.functional.scaled_dot_product_attention(
-            heads[:, : shape.query_heads], key_buffer[:, :, : position + 1], value_buffer[:, :, : position + 1],
-            scale=shape.scaling, enable_gqa=True,
-        )  # fmt: skip
+            heads[:, : shape.query_heads],
+            key_buffer[:, :, : position + 1],
+            value_buffer[:, :, : position + 1],
+            scale=shape.scaling,
+            enable_gqa=True,
+        )
         hidden = hidden + _packed_linear(attended.transpose(1, 2).reshape(1, 1, -1), layer.o_proj, layer.o_bias)
         gate_up = _packed_linear(_rms_norm(hidden, layer.post_norm, shape.eps), layer.gate_up, layer.gate_up_bias)
         gate, up = gate_up.split(shape.intermediate, dim=-1)
@@ -254,14 +306,24 @@ def _linears(model) -> list:
     linears = [model.lm_head]
     for layer in model.model.layers:
         attention, mlp = layer.self_attn, layer.mlp
-        linears += [attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
+        linears += [
+            attention.q_proj,
+            attention.k_proj,
+            attention.v_proj,
+            attention.o_proj,
+            mlp.gate_proj,
+            mlp.up_proj,
+            mlp.down_proj,
+        ]
     return linears
 
 
 def _fuse_linears(*linears) -> PackedLinear:
     """One packed Linear whose output is the outputs of ``linears`` side by side (same input)."""
     first = linears[0]
-    fused = torch.nn.Linear(first.in_features, sum(linear.out_features for linear in linears), bias=first.bias is not None, device="meta")
+    fused = torch.nn.Linear(
+        first.in_features, sum(linear.out_features for linear in linears), bias=first.bias is not None, device="meta"
+    )
     fused.weight = torch.nn.Parameter(torch.cat([linear.weight.detach() for linear in linears]), requires_grad=False)
     if first.bias is not None:
         fused.bias = torch.nn.Parameter(torch.cat([linear.bias.detach() for linear in linears]), requires_grad=False)

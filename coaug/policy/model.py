@@ -94,8 +94,10 @@ def load_policy(spec: str, cache_dir: str | Path, dtype: str = "float32") -> Pol
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, resolved))
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CoaugError(f"policy '{spec}': {model_dir} could not be loaded ({first_line(exc)}): "
-                         "point policy.model at an intact model folder, .gguf file or registry version") from None  # fmt: skip
+        raise CoaugError(
+            f"policy '{spec}': {model_dir} could not be loaded ({first_line(exc)}): "
+            "point policy.model at an intact model folder, .gguf file or registry version"
+        ) from None
     _prepare_for_batched_generation(model, tokenizer)
     # The resolved dtype, not the request: "auto" means different weights on different machines.
     fingerprint = hashlib.sha256(f"dtype={resolved}\n".encode())
@@ -147,8 +149,10 @@ def convert_gguf(gguf_path: str | Path, cache_dir: str | Path) -> Path:
             _convert_gguf_into(gguf_path, staging)
         # gguf's reader: bad magic, a header cut short (struct), truncated tensors, unknown fields
         except (OSError, ValueError, KeyError, struct.error) as exc:
-            raise CoaugError(f"policy '{gguf_path}': not a readable GGUF file ({first_line(exc)}): point policy.model "
-                             "at an intact .gguf, a model folder or a registry version") from None  # fmt: skip
+            raise CoaugError(
+                f"policy '{gguf_path}': not a readable GGUF file ({first_line(exc)}): point policy.model "
+                "at an intact .gguf, a model folder or a registry version"
+            ) from None
         _write_checksums(staging, source=gguf_path)
     return target
 
@@ -300,8 +304,10 @@ def _source_sha256(spec: str, path: Path) -> str:
     try:
         return _file_sha256(path)
     except OSError as exc:
-        raise CoaugError(f"policy '{spec}': {path} cannot be read ({exc.strerror}): give this user read access to "
-                         "it, or point policy.model at a copy it can read") from None  # fmt: skip
+        raise CoaugError(
+            f"policy '{spec}': {path} cannot be read ({exc.strerror}): give this user read access to "
+            "it, or point policy.model at a copy it can read"
+        ) from None
 
 
 def _weight_files(folder: Path) -> list[Path]:

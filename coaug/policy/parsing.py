@@ -38,4 +38,3 @@ def parse_response(response: str, fmt: str) -> Parsed:
         return Parsed("", False, has_think, has_answer=False)
     text = LABEL_PREFIX.sub("", blocks[0].strip()).strip()
     return Parsed(text, bool(text), has_think, has_answer=True)
-

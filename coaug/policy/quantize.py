@@ -23,4 +23,6 @@ def quantized(policy: Policy, mode: str) -> Policy:
     from torch.ao.quantization import quantize_dynamic
 
     model = quantize_dynamic(policy.model, {torch.nn.Linear}, dtype=torch.qint8)
-    return Policy(model=model, tokenizer=policy.tokenizer, fingerprint=f"{policy.fingerprint}-{mode}", dtype=policy.dtype)
+    return Policy(
+        model=model, tokenizer=policy.tokenizer, fingerprint=f"{policy.fingerprint}-{mode}", dtype=policy.dtype
+    )

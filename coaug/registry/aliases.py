@@ -15,7 +15,9 @@ def registered_aliases(client, name: str, tracking_uri: str) -> dict[str, str]:
         model = client.get_registered_model(name)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise CoaugError(f"registry is empty: no model '{name}' in {tracking_uri}; run `dvc repro train` first") from None
+            raise CoaugError(
+                f"registry is empty: no model '{name}' in {tracking_uri}; run `dvc repro train` first"
+            ) from None
         raise
     return {alias: str(version) for alias, version in model.aliases.items()}
 

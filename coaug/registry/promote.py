@@ -13,14 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from coaug.registry.aliases import CHAMPION, aliased_version, registered_aliases
 from coaug.atomic_io import write_json
 from coaug.errors import CoaugError
-from coaug.registry.promotion_rule import METRIC, Champion, Decision, Scores, decide, mean_score, rule_from_params
-from coaug.registry.recorded_evaluation import ARTIFACT_DIR, Evaluation, evaluation_from_tags, require_comparable
 from coaug.evaluation.outputs import output_paths
 from coaug.evaluation.per_query_file import read_per_query
 from coaug.params_schema import Outputs, Params
+from coaug.registry.aliases import CHAMPION, aliased_version, registered_aliases
+from coaug.registry.promotion_rule import METRIC, Champion, Decision, Scores, decide, mean_score, rule_from_params
+from coaug.registry.recorded_evaluation import ARTIFACT_DIR, Evaluation, evaluation_from_tags, require_comparable
 from coaug.registry.register import CHALLENGER
 from coaug.registry.serving import build_manifest, restore, snapshot
 from coaug.tracking import configure_mlflow, dataset_checksum, stage_run
@@ -63,16 +63,24 @@ def promote(params: Params) -> dict[str, Any]:
     index_dirs = served_indexes(params.outputs, manifest)
     with stage_run(params, "promote", ["promotion", "registry"]) as run:
         evaluation = Evaluation(
-            system=system, split=params.dataset.eval_split, dataset_checksum=checksum,
-            ndcg_at_10=mean_score(challenger_scores), run_id=run.active_run().info.run_id,
-        )  # fmt: skip
+            system=system,
+            split=params.dataset.eval_split,
+            dataset_checksum=checksum,
+            ndcg_at_10=mean_score(challenger_scores),
+            run_id=run.active_run().info.run_id,
+        )
         incumbent = None if champion is None else recorded_champion(client, name, champion, evaluation)
         decision = decide(challenger_scores, baseline_scores, incumbent, baseline, rule)
         run.log_artifact(str(per_query_path), artifact_path=ARTIFACT_DIR)
         _set_tags(client, name, challenger, evaluation.tags())
         if decision.promote:
-            snapshot(serving_dir, index_dirs, manifest, champion,
-                     lambda: client.set_registered_model_alias(name, CHAMPION, challenger))  # fmt: skip
+            snapshot(
+                serving_dir,
+                index_dirs,
+                manifest,
+                champion,
+                lambda: client.set_registered_model_alias(name, CHAMPION, challenger),
+            )
         # Tagged last: a version tagged "promoted" is the champion and is served.
         _set_tags(client, name, challenger, decision_tags(decision))
         report = {**base, **decision_report(decision), "system": system, "split": evaluation.split}
@@ -123,7 +131,9 @@ def recorded_champion(client, name: str, version: str, current: Evaluation) -> C
             path = download_artifacts(run_id=recorded.run_id, artifact_path=recorded.artifact_path, dst_path=folder)
         except (MlflowException, OSError) as exc:
             problem = str(exc).splitlines()[0]
-            raise CoaugError(f"{who}: its recorded evaluation (run {recorded.run_id}) cannot be read: {problem}") from None
+            raise CoaugError(
+                f"{who}: its recorded evaluation (run {recorded.run_id}) cannot be read: {problem}"
+            ) from None
         return Champion(version=version, scores=metric_scores(path))
 
 
@@ -132,7 +142,9 @@ def served_indexes(outputs: Outputs, manifest: dict[str, Any]) -> dict[str, Path
     index_dirs = {system: output_paths(outputs, system)["index"] for system in manifest["systems"]}
     for system, index_dir in index_dirs.items():
         if not index_dir.is_dir():
-            raise CoaugError(f"{index_dir}: index of served system '{system}' is missing (run `dvc repro index_aug@{system}`)")
+            raise CoaugError(
+                f"{index_dir}: index of served system '{system}' is missing (run `dvc repro index_aug@{system}`)"
+            )
     return index_dirs
 
 

@@ -64,7 +64,9 @@ def rule_from_params(promotion: Promotion) -> Rule:
     return Rule(min_delta=float(min_delta), max_p_value=float(max_p_value))
 
 
-def decide(challenger: Scores, baseline: Scores, champion: Champion | None, baseline_name: str, rule: Rule) -> Decision:
+def decide(
+    challenger: Scores, baseline: Scores, champion: Champion | None, baseline_name: str, rule: Rule
+) -> Decision:
     """Promote or not, by :data:`rule <Rule>`, against ``champion`` or (when None) the baseline.
 
     All score maps are ``query id -> NDCG@10`` and must cover the same queries.
@@ -90,11 +92,15 @@ def decide(challenger: Scores, baseline: Scores, champion: Champion | None, base
         f"paired t-test p = {p_value:.3g} {'≤' if significant else '>'} {rule.max_p_value:g}"
     )
     return Decision(
-        promote=promote, reason=reason, challenger_score=challenger_score,
+        promote=promote,
+        reason=reason,
+        challenger_score=challenger_score,
         champion_score=None if champion is None else reference_score,
-        baseline_score=mean_score(baseline), delta=delta, p_value=p_value,
+        baseline_score=mean_score(baseline),
+        delta=delta,
+        p_value=p_value,
         compared_against=compared_against,
-    )  # fmt: skip
+    )
 
 
 def mean_score(scores: Scores) -> float:

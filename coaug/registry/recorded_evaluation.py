@@ -46,14 +46,22 @@ def per_query_artifact(system: str) -> str:
 
 def evaluation_from_tags(tags: dict[str, str], who: str) -> Evaluation:
     """The evaluation recorded on a version (``who`` names it in errors, e.g. "champion v3")."""
-    missing = [f"{TAG_PREFIX}{key}" for key in (*COMPARABLE_FIELDS, "ndcg_at_10", "run_id") if f"{TAG_PREFIX}{key}" not in tags]
+    missing = [
+        f"{TAG_PREFIX}{key}"
+        for key in (*COMPARABLE_FIELDS, "ndcg_at_10", "run_id")
+        if f"{TAG_PREFIX}{key}" not in tags
+    ]
     if missing:
-        raise CoaugError(f"{who} has no recorded evaluation (missing tags {', '.join(missing)}): it must be re-evaluated")
+        raise CoaugError(
+            f"{who} has no recorded evaluation (missing tags {', '.join(missing)}): it must be re-evaluated"
+        )
     return Evaluation(
-        system=tags[f"{TAG_PREFIX}system"], split=tags[f"{TAG_PREFIX}split"],
-        dataset_checksum=tags[f"{TAG_PREFIX}dataset_checksum"], ndcg_at_10=float(tags[f"{TAG_PREFIX}ndcg_at_10"]),
+        system=tags[f"{TAG_PREFIX}system"],
+        split=tags[f"{TAG_PREFIX}split"],
+        dataset_checksum=tags[f"{TAG_PREFIX}dataset_checksum"],
+        ndcg_at_10=float(tags[f"{TAG_PREFIX}ndcg_at_10"]),
         run_id=tags[f"{TAG_PREFIX}run_id"],
-    )  # fmt: skip
+    )
 
 
 def differences(recorded: Evaluation, current: Evaluation) -> list[str]:

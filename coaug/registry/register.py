@@ -57,9 +57,11 @@ def log_and_register(mlflow, policy_dir: str | Path, name: str, tags: dict[str, 
     model = AutoModelForCausalLM.from_pretrained(policy_dir)
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     info = mlflow.transformers.log_model(
-        transformers_model={"model": model, "tokenizer": tokenizer}, name="policy", task="text-generation",
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        name="policy",
+        task="text-generation",
         pip_requirements=pip_requirements(),
-    )  # fmt: skip
+    )
     return str(mlflow.register_model(info.model_uri, name, tags=tags).version)
 
 

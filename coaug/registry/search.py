@@ -19,18 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coaug.retrieval import dense, lucene
-
-from coaug.registry.aliases import aliased_version, registered_aliases
+from coaug.augment.query_augmenter import QueryAugmenter
 from coaug.augment.run import generation_params
 from coaug.data.beir import read_corpus
-from coaug.retrieval.combine import augmented_query
 from coaug.errors import CoaugError
 from coaug.params_schema import Bm25, Dense, Params
-from coaug.augment.query_augmenter import QueryAugmenter
 from coaug.policy.model import load_policy
 from coaug.policy.quantize import quantized
+from coaug.registry.aliases import aliased_version, registered_aliases
 from coaug.registry.serving import pick_system, query_prompt, read_manifest, served_index
+from coaug.retrieval import dense, lucene
+from coaug.retrieval.combine import augmented_query
 from coaug.tracking import configure_mlflow
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,9 @@ class ServedSearch:
     coaug's own loop and ``scripted_loop`` false runs that loop's layers as eager Python instead of TorchScript
     (same answers either way, slower: benchmarks/search_latency.py compares)."""
 
-    def __init__(self, params: Params, alias: str, dense_retriever: bool, greedy_loop: bool = True, scripted_loop: bool = True):
+    def __init__(
+        self, params: Params, alias: str, dense_retriever: bool, greedy_loop: bool = True, scripted_loop: bool = True
+    ):
         serving_dir = Path(params.promotion.serving_dir)
         manifest = read_manifest(serving_dir)
         name = manifest["model_name"]
@@ -82,9 +83,13 @@ class ServedSearch:
         if prompt is not None:
             policy = load_policy(f"models:/{name}/{version}", params.policy.cache_dir, params.policy.dtype)
             self._augment_query = QueryAugmenter(
-                quantized(policy, params.policy.quantize), prompt, generation_params(params.generation),
-                params.policy.packed_weights, greedy_loop, scripted_loop,
-            )  # fmt: skip
+                quantized(policy, params.policy.quantize),
+                prompt,
+                generation_params(params.generation),
+                params.policy.packed_weights,
+                greedy_loop,
+                scripted_loop,
+            )
         index_dir = served_index(serving_dir, self.system)
         self._retrieve = _retriever(manifest, self.system, index_dir, params.bm25, params.dense)
         corpus = read_corpus(Path(manifest["prepared_dir"]) / "corpus.jsonl")
@@ -92,8 +97,14 @@ class ServedSearch:
         packed = self._augment_query is not None and self._augment_query.packed
         own_loop = self._augment_query is not None and self._augment_query.own_loop
         logger.info(
-            "serving %s v%s (@%s) with %s (packed weights: %s, own decoding loop: %s)", name, version, alias, self.system, packed, own_loop
-        )  # fmt: skip
+            "serving %s v%s (@%s) with %s (packed weights: %s, own decoding loop: %s)",
+            name,
+            version,
+            alias,
+            self.system,
+            packed,
+            own_loop,
+        )
 
     def search(self, query: str, k: int) -> Result:
         if not query.strip():
@@ -115,7 +126,9 @@ class ServedSearch:
 
     def _title(self, doc_id: str) -> str:
         if doc_id not in self._titles:
-            raise CoaugError(f"document '{doc_id}' of the served index is not in the prepared corpus: run `coaug promote` again")
+            raise CoaugError(
+                f"document '{doc_id}' of the served index is not in the prepared corpus: run `coaug promote` again"
+            )
         return self._titles[doc_id]
 
 
@@ -154,8 +167,9 @@ def result_table(result: Result) -> str:
 def printable(text: str) -> str:
     """``text`` with each control character escaped as Python writes it (``\\x1b``, ``\\n``): a query or title
     echoed to a terminal must not move its cursor, change its colours or break the table's lines."""
-    return "".join(char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc" else char
-                   for char in text)  # fmt: skip
+    return "".join(
+        char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc" else char for char in text
+    )
 
 
 def _retriever(
@@ -167,9 +181,11 @@ def _retriever(
     knobs = manifest["retrieval"]
     if retriever == "dense":
         encoder = dense.Encoder(
-            knobs["dense"]["encoder"], max_seq_length=knobs["dense"]["max_seq_length"],
-            batch_size=dense_params.batch_size, cache_dir=dense_params.cache_dir,
-        )  # fmt: skip
+            knobs["dense"]["encoder"],
+            max_seq_length=knobs["dense"]["max_seq_length"],
+            batch_size=dense_params.batch_size,
+            cache_dir=dense_params.cache_dir,
+        )
         chunk_size = dense_params.cache_chunk_size
         return lambda text, k: dense.search(index_dir, {QUERY_ID: text}, encoder, k, chunk_size)[QUERY_ID]
     bm25 = knobs["bm25"]

@@ -68,9 +68,12 @@ def build_manifest(params: Params, model_name: str, version: str, dataset_checks
 
 
 def snapshot(
-    serving_dir: str | Path, index_dirs: dict[str, Path], manifest: dict[str, Any], champion: str | None,
+    serving_dir: str | Path,
+    index_dirs: dict[str, Path],
+    manifest: dict[str, Any],
+    champion: str | None,
     publish: Callable[[], None],
-) -> None:  # fmt: skip
+) -> None:
     """Replace ``serving_dir``, which serves ``champion`` (None: nothing), with copies of ``index_dirs`` (system
     -> index folder) and the manifest. ``publish`` (the alias move) runs once the new bundle is in place and
     before the old one is deleted: a kill before it returns leaves the old bundle aside, which the next
@@ -126,7 +129,9 @@ def query_prompt(manifest: dict[str, Any]) -> Prompt | None:
     augmentation = manifest["augmentation"]
     if not augmentation["query_prompt"]:
         return None
-    return Prompt(name=augmentation["query_prompt"], format=augmentation["format"], system=augmentation["query_prompt_text"])
+    return Prompt(
+        name=augmentation["query_prompt"], format=augmentation["format"], system=augmentation["query_prompt_text"]
+    )
 
 
 def _augmented_entry(params: Params, name: str, where: str) -> AugmentedSystem:

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from coaug import runtime_env
 from coaug.atomic_io import atomic_directory, write_json
-from coaug.retrieval.embedding_cache import EmbeddingCache, text_key
 from coaug.errors import CoaugError
+from coaug.retrieval.embedding_cache import EmbeddingCache, text_key
 from coaug.retrieval.trec_run import Run
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,12 @@ class Encoder:
             for start in range(0, len(missing), chunk_size):
                 chunk = missing[start : start + chunk_size]
                 vectors = self.model.encode(
-                    [text_of[k] for k in chunk], batch_size=self.batch_size, normalize_embeddings=True,
-                    convert_to_numpy=True, show_progress_bar=False,
-                )  # fmt: skip
+                    [text_of[k] for k in chunk],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
                 self.cache.add(chunk, vectors.astype(np.float32))
                 bar.update(len(chunk))
         return self.cache.get(keys)
@@ -78,7 +81,9 @@ def _fingerprint(path: Path, max_seq_length: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_index(doc_ids: list[str], texts: list[str], encoder: Encoder, index_dir: str | Path, chunk_size: int) -> None:
+def build_index(
+    doc_ids: list[str], texts: list[str], encoder: Encoder, index_dir: str | Path, chunk_size: int
+) -> None:
     import faiss
 
     vectors = encoder.encode(texts, desc="encode docs", chunk_size=chunk_size)

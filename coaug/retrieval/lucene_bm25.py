@@ -84,7 +84,9 @@ def bm25_scores(
         lengths[row] = quantised_length(len(terms))
         for term, count in Counter(t for t in terms if t in column).items():
             tf[row, column[term]] = count
-    norm = np.float32(1.0) / (np.float32(k1) * (np.float32(1 - b) + np.float32(b) * lengths / np.float32(stats.average_length)))
+    norm = np.float32(1.0) / (
+        np.float32(k1) * (np.float32(1 - b) + np.float32(b) * lengths / np.float32(stats.average_length))
+    )
     saturation = np.float32(1.0) - np.float32(1.0) / (np.float32(1.0) + tf * norm[:, None])
     return (boosts * stats.idf(vocabulary)[None, :]) @ saturation.T
 
@@ -122,4 +124,6 @@ class LuceneIndex:
     def scores(self, queries: list[str], documents: list[str]) -> np.ndarray:
         """(queries, documents) BM25 scores of document TEXTS as if indexed in place of what the index holds."""
         analysed = {text: self.analyze(text) for text in {*queries, *documents}}
-        return bm25_scores([analysed[q] for q in queries], [analysed[d] for d in documents], self.stats, self.k1, self.b)
+        return bm25_scores(
+            [analysed[q] for q in queries], [analysed[d] for d in documents], self.stats, self.k1, self.b
+        )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coaug.retrieval import dense, lucene
-
 from coaug.augment.files import read_augmentations
 from coaug.data.beir import Corpus, read_corpus, read_queries
 from coaug.params import SystemRecipe
 from coaug.params_schema import Bm25, Dense, Retrieval
+from coaug.retrieval import dense, lucene
 from coaug.retrieval.combine import augmented_doc, augmented_query
 from coaug.retrieval.trec_run import Run, remove_self_hits
 
@@ -56,9 +55,13 @@ def build_index(system: SystemRecipe, index_dir: str | Path, bm25: Bm25, dense_p
 
 
 def retrieve(
-    system: SystemRecipe, index_dir: str | Path, queries: dict[str, str], retrieval: Retrieval, bm25: Bm25,
+    system: SystemRecipe,
+    index_dir: str | Path,
+    queries: dict[str, str],
+    retrieval: Retrieval,
+    bm25: Bm25,
     dense_params: Dense,
-) -> Run:  # fmt: skip
+) -> Run:
     hits = retrieval.hits
     remove_self = retrieval.remove_self_hits
     # One extra hit so removing a self-hit still leaves `hits` results.

@@ -76,9 +76,7 @@ def centred_advantages(rewards, groups, *, zero_below: float = ZERO_ADVANTAGE_BE
     return _like(_zero_small(values - means, zero_below), rewards)
 
 
-def group_std_advantages(
-    rewards, groups, *, epsilon: float = STD_EPSILON, zero_below: float = ZERO_ADVANTAGE_BELOW
-):
+def group_std_advantages(rewards, groups, *, epsilon: float = STD_EPSILON, zero_below: float = ZERO_ADVANTAGE_BELOW):
     """Standard GRPO: (R − mean_group) / (std_group + ε), unbiased std; a lone rollout gets 0."""
     values = _to_float64(rewards)
     means, stds = _group_stats(values, groups)
@@ -92,9 +90,7 @@ def batch_norm_advantages(rewards, *, epsilon: float = STD_EPSILON, zero_below: 
     return _like(_zero_small(values - means, zero_below) / (stds + epsilon), rewards)
 
 
-def role_scaled(
-    advantages, roles, *, query_scale: float = QUERY_SCALE, posk: float = POSK, negk: float = NEGK
-):
+def role_scaled(advantages, roles, *, query_scale: float = QUERY_SCALE, posk: float = POSK, negk: float = NEGK):
     """Advantages × the scale of each rollout's ``Role`` (METHOD §6: query 1.0, positive 0.2, negative 0.1)."""
     scale_by_role = np.array([query_scale, posk, negk])
     scaled = _to_float64(advantages) * scale_by_role[_as_numpy(roles).astype(np.int64)]

@@ -20,7 +20,9 @@ from coaug.atomic_io import atomic_directory, write_json
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def save_checkpoint(checkpoint_dir: str | Path, step: int, model, tokenizer, optimizer, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    checkpoint_dir: str | Path, step: int, model, tokenizer, optimizer, state: dict[str, Any], keep: int
+) -> Path:
     target = Path(checkpoint_dir) / f"step-{step:06d}"
     with atomic_directory(target) as staging:
         model.save_pretrained(staging / "model", safe_serialization=True)

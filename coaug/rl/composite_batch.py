@@ -37,9 +37,15 @@ def negative_pool(qrels: Qrels, doc_ids: list[str]) -> list[str]:
 
 
 def sample_composite_batch(
-    query_ids: list[str], qrels: Qrels, negatives: list[str], rng: np.random.Generator, *, k_pos: int = 5,
-    k_hardneg: int = 0, k_randneg: int = 10,
-) -> list[Slot]:  # fmt: skip
+    query_ids: list[str],
+    qrels: Qrels,
+    negatives: list[str],
+    rng: np.random.Generator,
+    *,
+    k_pos: int = 5,
+    k_hardneg: int = 0,
+    k_randneg: int = 10,
+) -> list[Slot]:
     """The texts of one step for ``query_ids`` (defaults: the paper's 5 / 0 / 10 → 16 texts per query)."""
     if not negatives:
         raise CoaugError("no random negatives: every document is positive for some training query")
@@ -65,19 +71,35 @@ def training_queries(qrels: Qrels) -> list[str]:
 
 
 def validation_batches(
-    qrels: Qrels, doc_ids: list[str], rng: np.random.Generator, *, batches: int, queries_per_batch: int, k_pos: int,
-    k_hardneg: int, k_randneg: int,
-) -> list[list[Slot]]:  # fmt: skip
+    qrels: Qrels,
+    doc_ids: list[str],
+    rng: np.random.Generator,
+    *,
+    batches: int,
+    queries_per_batch: int,
+    k_pos: int,
+    k_hardneg: int,
+    k_randneg: int,
+) -> list[list[Slot]]:
     """``batches`` fixed composite batches of a held-out split, drawn once from ``rng``: distinct queries
     with a positive judgement (fewer batches when the split runs out), texts drawn as in training."""
     queries = training_queries(qrels)
     wanted = min(batches * queries_per_batch, len(queries) - len(queries) % queries_per_batch)
     if wanted < queries_per_batch:
-        raise CoaugError(f"validation: {len(queries)} queries with a positive judgement, a batch needs {queries_per_batch}")
+        raise CoaugError(
+            f"validation: {len(queries)} queries with a positive judgement, a batch needs {queries_per_batch}"
+        )
     chosen = [queries[i] for i in rng.choice(len(queries), size=wanted, replace=False)]
     negatives = negative_pool(qrels, doc_ids)
     return [
-        sample_composite_batch(chosen[start : start + queries_per_batch], qrels, negatives, rng, k_pos=k_pos,
-                               k_hardneg=k_hardneg, k_randneg=k_randneg)  # fmt: skip
+        sample_composite_batch(
+            chosen[start : start + queries_per_batch],
+            qrels,
+            negatives,
+            rng,
+            k_pos=k_pos,
+            k_hardneg=k_hardneg,
+            k_randneg=k_randneg,
+        )
         for start in range(0, wanted, queries_per_batch)
     ]

@@ -51,9 +51,15 @@ class DevCurve:
     """``curve(policy) -> {system: {qid: NDCG@10}}`` over the judged queries of ``qrels``."""
 
     def __init__(
-        self, systems: list[CurveSystem], queries: dict[str, str], qrels: Qrels, prompt: Prompt,
-        generation: GenerationParams, batch_size: int, settings: RetrievalSettings,
-    ):  # fmt: skip
+        self,
+        systems: list[CurveSystem],
+        queries: dict[str, str],
+        qrels: Qrels,
+        prompt: Prompt,
+        generation: GenerationParams,
+        batch_size: int,
+        settings: RetrievalSettings,
+    ):
         self.systems, self.qrels, self.prompt = systems, qrels, prompt
         self.queries = {qid: queries[qid] for qid in qrels if qid in queries}
         self.generation, self.batch_size, self.settings = generation, batch_size, settings
@@ -63,7 +69,9 @@ class DevCurve:
         qids = list(self.queries)
         conversations = [conversation(self.prompt, self.queries[qid]) for qid in qids]
         augmentations = {}
-        for indices, completions in generate_batches(policy, conversations, self.generation, self.batch_size, "dev curve"):
+        for indices, completions in generate_batches(
+            policy, conversations, self.generation, self.batch_size, "dev curve"
+        ):
             for index, completion in zip(indices, completions):
                 augmentations[qids[index]] = parse_response(completion.text, self.prompt.format).augmentation
         return augmentations
@@ -73,8 +81,10 @@ class DevCurve:
         scores = {}
         for system in self.systems:
             recipe = system.recipe
-            texts = {qid: augmented_query(query, augmentations[qid], recipe.retriever, recipe.query_repeat)
-                     for qid, query in self.queries.items()}  # fmt: skip
+            texts = {
+                qid: augmented_query(query, augmentations[qid], recipe.retriever, recipe.query_repeat)
+                for qid, query in self.queries.items()
+            }
             settings = self.settings
             run = retrieve(recipe, system.index_dir, texts, settings.retrieval, settings.bm25, settings.dense)
             with tempfile.TemporaryDirectory(prefix="coaug-curve-") as folder:

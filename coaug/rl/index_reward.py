@@ -50,7 +50,9 @@ class RankedRows:
     ideal: np.ndarray  # (rows,) ideal DCG@10 of the row's query from its qrels
 
 
-def sample_ndcg(column_score: np.ndarray, rows: RankedRows, joint_columns: np.ndarray, k: int = NDCG_CUTOFF) -> np.ndarray:
+def sample_ndcg(
+    column_score: np.ndarray, rows: RankedRows, joint_columns: np.ndarray, k: int = NDCG_CUTOFF
+) -> np.ndarray:
     """(samples, rows) NDCG@k of each query rollout when each joint sample's document rollouts (one column per
     key, ``joint_columns`` (samples, keys)) stand in for their documents. ``column_score`` (rows, columns):
     each row's score of each document rollout, rounded as the index ranks."""
@@ -63,8 +65,13 @@ def sample_ndcg(column_score: np.ndarray, rows: RankedRows, joint_columns: np.nd
     block = max(1, _BLOCK_ELEMENTS // (num_rows * gains.shape[1]))
     for start in range(0, num_samples, block):
         chosen = joint_columns[start : start + block]  # (block, keys)
-        scores = np.concatenate([np.broadcast_to(rows.fixed_score, (len(chosen), *rows.fixed_score.shape)),
-                                 column_score[:, chosen].transpose(1, 0, 2)], axis=2)  # fmt: skip
+        scores = np.concatenate(
+            [
+                np.broadcast_to(rows.fixed_score, (len(chosen), *rows.fixed_score.shape)),
+                column_score[:, chosen].transpose(1, 0, 2),
+            ],
+            axis=2,
+        )
         # Higher score first; equal scores by ascending docid, as the index breaks its ties.
         ranked = np.lexsort((np.broadcast_to(order, scores.shape), -scores), axis=2)[..., :k]
         top_gain = np.take_along_axis(np.broadcast_to(gains, scores.shape), ranked, axis=2)
@@ -87,8 +94,11 @@ def sample_rewards(
     weight = layout.num_rows + kpos_reweight * key_gain.sum(axis=0)
     per_choice = weighted / np.where(weight == 0, 1.0, weight)
     keys = np.broadcast_to(np.arange(layout.num_keys), joint_columns.shape)
-    total = np.bincount(joint_columns.ravel(), weights=per_choice[np.arange(len(values))[:, None], keys].ravel(),
-                        minlength=layout.num_columns)  # fmt: skip
+    total = np.bincount(
+        joint_columns.ravel(),
+        weights=per_choice[np.arange(len(values))[:, None], keys].ravel(),
+        minlength=layout.num_columns,
+    )
     times_chosen = np.bincount(joint_columns.ravel(), minlength=layout.num_columns)
     doc_rewards = np.divide(total, times_chosen, out=np.zeros_like(total), where=times_chosen != 0)
     return query_rewards, doc_rewards
@@ -101,8 +111,15 @@ class IndexReward:
     the original query; ``indexed_augmentation``: the document augmentation the index holds (empty for an
     index of the original texts), which a document that is not trained keeps."""
 
-    def __init__(self, index: LuceneIndex, qrels: Qrels, query_repeat: int, indexed_augmentation: dict[str, str],
-                 doc_ids: list[str], threads: int):  # fmt: skip
+    def __init__(
+        self,
+        index: LuceneIndex,
+        qrels: Qrels,
+        query_repeat: int,
+        indexed_augmentation: dict[str, str],
+        doc_ids: list[str],
+        threads: int,
+    ):
         self.index, self.qrels, self.query_repeat, self.threads = index, qrels, query_repeat, threads
         self.indexed_augmentation = indexed_augmentation
         self.doc_order = {doc_id: rank for rank, doc_id in enumerate(sorted(doc_ids))}
@@ -124,26 +141,40 @@ class IndexReward:
         # Enough hits that NDCG_CUTOFF remain after dropping every batch document and a self-hit.
         found = dict(zip(distinct, self.index.search(distinct, NDCG_CUTOFF + len(batch_docs) + 1, self.threads)))
         shape = (len(row_texts), NDCG_CUTOFF)
-        fixed_score, fixed_gain, fixed_order = np.full(shape, -np.inf), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        fixed_score, fixed_gain, fixed_order = (
+            np.full(shape, -np.inf),
+            np.zeros(shape),
+            np.zeros(shape, dtype=np.int64),
+        )
         for row, (qid, text) in enumerate(zip(row_qids, row_texts)):
             kept = [(d, s) for d, s in found[text] if d not in batch_docs and d != qid][:NDCG_CUTOFF]
             for position, (doc, score) in enumerate(kept):
                 fixed_score[row, position] = score
                 fixed_gain[row, position] = self.qrels.get(qid, {}).get(doc, 0)
                 fixed_order[row, position] = self.doc_order[doc]
-        key_gain = np.array([[self.qrels.get(qid, {}).get(doc, 0) for doc in key_docs] for qid in row_qids], dtype=float)
+        key_gain = np.array(
+            [[self.qrels.get(qid, {}).get(doc, 0) for doc in key_docs] for qid in row_qids], dtype=float
+        )
         ideal = ideal_dcg(np.array([self._judged_gains(qid) for qid in row_qids]), NDCG_CUTOFF)
-        return RankedRows(fixed_score, fixed_gain, fixed_order, key_gain,
-                          np.array([self.doc_order[d] for d in key_docs]), ideal)  # fmt: skip
+        return RankedRows(
+            fixed_score, fixed_gain, fixed_order, key_gain, np.array([self.doc_order[d] for d in key_docs]), ideal
+        )
 
     def _judged_gains(self, qid: str) -> list[float]:
         gains = sorted((g for g in self.qrels.get(qid, {}).values() if g > 0), reverse=True)[:NDCG_CUTOFF]
         return gains + [0.0] * (NDCG_CUTOFF - len(gains))
 
     def rewards(
-        self, row_qids: list[str], row_texts: list[str], column_texts: list[str], layout: SamplingLayout,
-        key_docs: list[str], num_samples: int, rng: np.random.Generator, kpos_reweight: float,
-    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        self,
+        row_qids: list[str],
+        row_texts: list[str],
+        column_texts: list[str],
+        layout: SamplingLayout,
+        key_docs: list[str],
+        num_samples: int,
+        rng: np.random.Generator,
+        kpos_reweight: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(query rollout rewards, document rollout rewards); ``key_docs``: the document of each layout key."""
         rows = self.rank_rows(row_qids, row_texts, key_docs)
         column_score = np.round(self.index.scores(row_texts, column_texts).astype(np.float64), RANKING_DECIMALS)

@@ -38,7 +38,16 @@ def is_main_process(environ: Mapping[str, str]) -> bool:
 
 def launch_command(python: str, num_processes: int, params_file: str, verbose: bool, variant: str) -> list[str]:
     """``accelerate launch`` running ``coaug train --variant`` with the same params file in ``num_processes`` processes."""
-    coaug = ["-m", "coaug.cli", "--params", params_file, *(["--verbose"] if verbose else []), "train", "--variant", variant]
+    coaug = [
+        "-m",
+        "coaug.cli",
+        "--params",
+        params_file,
+        *(["--verbose"] if verbose else []),
+        "train",
+        "--variant",
+        variant,
+    ]
     return [python, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes), *coaug]
 
 

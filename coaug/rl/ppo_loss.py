@@ -23,9 +23,15 @@ class LossOutput:
 
 
 def clipped_policy_loss(
-    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-    epsilon_low: float = EPSILON_LOW, epsilon_high: float = EPSILON_HIGH, log_ratio_clamp: float = LOG_RATIO_CLAMP,
-) -> LossOutput:  # fmt: skip
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    epsilon_low: float = EPSILON_LOW,
+    epsilon_high: float = EPSILON_HIGH,
+    log_ratio_clamp: float = LOG_RATIO_CLAMP,
+) -> LossOutput:
     """``logprobs``/``old_logprobs``/``mask``: (sequences, tokens); ``advantages``: (sequences,)."""
     log_ratio = torch.clamp(logprobs - old_logprobs, -log_ratio_clamp, log_ratio_clamp)
     ratio = torch.exp(log_ratio)

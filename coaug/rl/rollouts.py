@@ -24,8 +24,14 @@ from dataclasses import dataclass
 import torch
 
 from coaug.policy.generation import (
-    Completion, GenerationParams, PromptPrefix, common_prefix, completion_from_ids, length_buckets, tokenize_conversations,
-)  # fmt: skip
+    Completion,
+    GenerationParams,
+    PromptPrefix,
+    common_prefix,
+    completion_from_ids,
+    length_buckets,
+    tokenize_conversations,
+)
 from coaug.policy.model import Policy
 from coaug.policy.sampling import CategoricalSampler
 from coaug.rl.sequence_logprobs import TokenScores
@@ -48,7 +54,9 @@ class ScoringSampler:
     def __init__(self, params: GenerationParams, score_temperature: float):
         from transformers import RepetitionPenaltyLogitsProcessor
 
-        self._penalty = RepetitionPenaltyLogitsProcessor(params.repetition_penalty) if params.repetition_penalty != 1.0 else None
+        self._penalty = (
+            RepetitionPenaltyLogitsProcessor(params.repetition_penalty) if params.repetition_penalty != 1.0 else None
+        )
         self._sampler = CategoricalSampler(params.temperature, params.top_k, params.top_p)
         self._temperature = score_temperature
         self.logprobs: list[torch.Tensor] = []  # one (rows,) tensor per decoding step
@@ -66,9 +74,14 @@ class ScoringSampler:
 
 
 def sample_rollouts(
-    policy: Policy, conversations: list[list[dict]], rollouts: int, params: GenerationParams, batch_size: int,
-    desc: str, score_temperature: float | None = None,
-) -> Iterator[tuple[list[int], list[SampledCompletion]]]:  # fmt: skip
+    policy: Policy,
+    conversations: list[list[dict]],
+    rollouts: int,
+    params: GenerationParams,
+    batch_size: int,
+    desc: str,
+    score_temperature: float | None = None,
+) -> Iterator[tuple[list[int], list[SampledCompletion]]]:
     """``rollouts`` completions of every conversation, yielded batch by batch as ``(indices, completions)``:
     ``indices`` are positions in ``conversations``, each repeated once per rollout, aligned with ``completions``.
 
@@ -85,21 +98,30 @@ def sample_rollouts(
     prefix = PromptPrefix(policy, shared) if shared else None
     for number, indices in enumerate(length_buckets([len(p) for p in prompts], max(1, batch_size // rollouts))):
         sampler = ScoringSampler(params, score_temperature) if score_temperature is not None else None
-        rows = _sample_batch(policy, [prompts[i] for i in indices], rollouts, params, params.seed + number, prefix, sampler)
+        rows = _sample_batch(
+            policy, [prompts[i] for i in indices], rollouts, params, params.seed + number, prefix, sampler
+        )
         completions = [completion_from_ids(policy, ids) for ids in rows]
         if sampler is None:
             samples = [SampledCompletion(c) for c in completions]
         else:
             logprobs, entropies = torch.stack(sampler.logprobs, dim=1), torch.stack(sampler.entropies, dim=1)
-            samples = [SampledCompletion(c, logprobs[row, : len(c.token_ids)], entropies[row, : len(c.token_ids)])
-                       for row, c in enumerate(completions)]  # fmt: skip
+            samples = [
+                SampledCompletion(c, logprobs[row, : len(c.token_ids)], entropies[row, : len(c.token_ids)])
+                for row, c in enumerate(completions)
+            ]
         yield [i for i in indices for _ in range(rollouts)], samples
 
 
 def _sample_batch(
-    policy: Policy, prompts: list[list[int]], rollouts: int, params: GenerationParams, seed: int,
-    prefix: PromptPrefix | None, sampler: ScoringSampler | None,
-) -> list[list[int]]:  # fmt: skip
+    policy: Policy,
+    prompts: list[list[int]],
+    rollouts: int,
+    params: GenerationParams,
+    seed: int,
+    prefix: PromptPrefix | None,
+    sampler: ScoringSampler | None,
+) -> list[list[int]]:
     """Each prompt prefilled once up to its last token, its cache repeated ``rollouts`` times, then decoded:
     the new token ids of every row (prompt 0's rollouts first)."""
     model = policy.model
@@ -108,16 +130,23 @@ def _sample_batch(
     input_ids, attention = rests["input_ids"], rests["attention_mask"]
     if prefix is not None:
         shared = torch.tensor([prefix.ids] * len(prompts))
-        input_ids, attention = torch.cat([shared, input_ids], dim=1), torch.cat([torch.ones_like(shared), attention], dim=1)
+        input_ids, attention = (
+            torch.cat([shared, input_ids], dim=1),
+            torch.cat([torch.ones_like(shared), attention], dim=1),
+        )
     input_ids, attention = input_ids.to(model.device), attention.to(model.device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)  # a pad's position is masked anyway
     with torch.inference_mode():
         cache = prefix.cache_for(len(prompts)) if prefix is not None else None
         if input_ids.shape[1] - 1 > start:  # every prompt but its last token, after the prefix
             cache = model(
-                input_ids=input_ids[:, start:-1], attention_mask=attention[:, :-1], position_ids=positions[:, start:-1],
-                cache=cache, use_cache=True, logits_to_keep=1,
-            ).cache  # fmt: skip
+                input_ids=input_ids[:, start:-1],
+                attention_mask=attention[:, :-1],
+                position_ids=positions[:, start:-1],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).cache
         if cache is not None:
             cache.batch_repeat_interleave(rollouts)
     if sampler is not None:  # the repetition penalty is the sampler's first processor
@@ -125,13 +154,20 @@ def _sample_batch(
     else:
         processors = [CategoricalSampler(params.temperature, params.top_k, params.top_p)] if params.do_sample else []
         penalty = params.repetition_penalty
-    with torch.inference_mode(), torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else []):
+    with (
+        torch.inference_mode(),
+        torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else []),
+    ):
         torch.manual_seed(seed)
         output = model.generate(
-            input_ids=input_ids.repeat_interleave(rollouts, dim=0), attention_mask=attention.repeat_interleave(rollouts, dim=0),
-            max_new_tokens=params.max_new_tokens, repetition_penalty=penalty, do_sample=False,
-            logits_processor=processors, **({"cache": cache} if cache is not None else {}),
-        )  # fmt: skip
+            input_ids=input_ids.repeat_interleave(rollouts, dim=0),
+            attention_mask=attention.repeat_interleave(rollouts, dim=0),
+            max_new_tokens=params.max_new_tokens,
+            repetition_penalty=penalty,
+            do_sample=False,
+            logits_processor=processors,
+            **({"cache": cache} if cache is not None else {}),
+        )
     return output[:, input_ids.shape[1] :].tolist()
 
 

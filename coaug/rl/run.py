@@ -24,21 +24,21 @@ from coaug import params as P
 from coaug.atomic_io import atomic_directory, atomic_open, write_json
 from coaug.augment.files import read_augmentations
 from coaug.data.beir import read_corpus, read_qrels, read_queries
-from coaug.rl.composite_batch import validation_batches
-from coaug.rl.checkpoint import latest_checkpoint, load_state, remove_checkpoints, save_checkpoint
 from coaug.errors import CoaugError
-from coaug.policy.model import load_policy
+from coaug.evaluation.significance import paired_ttest
 from coaug.params_schema import Augment, Dataset, Dense, Params, Policy as PolicySection
 from coaug.policy.generation import GenerationParams
-from coaug.retrieval.lucene_bm25 import LuceneIndex
+from coaug.policy.model import load_policy
 from coaug.policy.prompts import load_prompt
-from coaug.rl.reward import corpus_idf
-from coaug.evaluation.significance import paired_ttest
-from coaug.tracking import dataset_checksum
+from coaug.retrieval.lucene_bm25 import LuceneIndex
+from coaug.rl.checkpoint import latest_checkpoint, load_state, remove_checkpoints, save_checkpoint
+from coaug.rl.composite_batch import validation_batches
 from coaug.rl.config import RUN_BOUND_FIELDS, TrainConfig
 from coaug.rl.index_curve import CURVE_METRIC, CurveSystem, DevCurve, RetrievalSettings
 from coaug.rl.index_reward import IndexReward
+from coaug.rl.reward import corpus_idf
 from coaug.rl.trainer import CoaugTrainer, bm25_similarity
+from coaug.tracking import dataset_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,37 @@ SETTINGS_HASH_HEX = 16  # as coaug.tracking.params_hash
 # The coaug modules whose code decides the weights a run trains, as paths under coaug/ (dvc.yaml's train stage
 # lists each as a dep).
 TRAINING_CODE = (
-    "data/beir.py", "policy/generation.py", "policy/model.py", "policy/parsing.py", "policy/precision.py",
-    "policy/prompts.py", "policy/sampling.py", "retrieval/dense.py", "rl/advantages.py", "rl/checkpoint.py",
-    "rl/composite_batch.py", "rl/ppo_loss.py", "rl/reward.py", "rl/reward_bm25.py", "rl/reward_dense.py",
-    "rl/reward_layout.py", "rl/reward_ndcg.py", "rl/reward_sampling.py", "rl/rollouts.py", "rl/sequence_logprobs.py",
-    "rl/run.py", "rl/config.py", "rl/trainer.py",
-)  # fmt: skip
+    "data/beir.py",
+    "policy/generation.py",
+    "policy/model.py",
+    "policy/parsing.py",
+    "policy/precision.py",
+    "policy/prompts.py",
+    "policy/sampling.py",
+    "retrieval/dense.py",
+    "rl/advantages.py",
+    "rl/checkpoint.py",
+    "rl/composite_batch.py",
+    "rl/ppo_loss.py",
+    "rl/reward.py",
+    "rl/reward_bm25.py",
+    "rl/reward_dense.py",
+    "rl/reward_layout.py",
+    "rl/reward_ndcg.py",
+    "rl/reward_sampling.py",
+    "rl/rollouts.py",
+    "rl/sequence_logprobs.py",
+    "rl/run.py",
+    "rl/config.py",
+    "rl/trainer.py",
+)
 VALIDATION_STREAM = 7  # seeds the validation draw apart from the training steps' streams
-VALIDATION_COLUMNS = ("val_ndcg_in_batch", "val_reward_query_mean", "val_reward_positive_doc_mean", "val_reward_negative_doc_mean")
+VALIDATION_COLUMNS = (
+    "val_ndcg_in_batch",
+    "val_reward_query_mean",
+    "val_reward_positive_doc_mean",
+    "val_reward_negative_doc_mean",
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,7 @@ class RealIndexes:
 def real_indexes(params: Params, reward_system: str, curve_systems: list[str]) -> RealIndexes:
     """``train.reward_system`` and ``train.curve_systems`` resolved against params; fails before any work on an
     unknown system or an index reward on anything but a flat BM25 index."""
+
     def resolved(name: str, key: str) -> CurveSystem:
         try:
             recipe = P.system(params, name)
@@ -81,22 +105,36 @@ def real_indexes(params: Params, reward_system: str, curve_systems: list[str]) -
 
     reward = resolved(reward_system, "reward_system")
     if reward.recipe.retriever != "bm25_flat":
-        raise CoaugError(f"params: train.reward_system '{reward_system}' uses {reward.recipe.retriever}: "
-                         "the index reward rescores documents on a bm25_flat index")  # fmt: skip
+        raise CoaugError(
+            f"params: train.reward_system '{reward_system}' uses {reward.recipe.retriever}: "
+            "the index reward rescores documents on a bm25_flat index"
+        )
     return RealIndexes(
-        reward, [resolved(name, "curve_systems") for name in curve_systems],
+        reward,
+        [resolved(name, "curve_systems") for name in curve_systems],
         RetrievalSettings(params.retrieval, params.bm25, params.dense),
         # The augment stage's decoding (coaug.augment.run.generation_params), so step 0 is its untrained pass.
-        GenerationParams(max_new_tokens=params.generation.max_new_tokens,
-                         repetition_penalty=params.generation.repetition_penalty, do_sample=params.generation.do_sample),
+        GenerationParams(
+            max_new_tokens=params.generation.max_new_tokens,
+            repetition_penalty=params.generation.repetition_penalty,
+            do_sample=params.generation.do_sample,
+        ),
         params.augment.batch_size,
-    )  # fmt: skip
+    )
 
 
 def run_training(
-    variant: str, config: TrainConfig, paths: dict[str, Path], dataset: Dataset, policy_params: PolicySection,
-    augment: Augment, dense_params: Dense, indexes: RealIndexes, log_step, log_samples,
-) -> dict[str, Any]:  # fmt: skip
+    variant: str,
+    config: TrainConfig,
+    paths: dict[str, Path],
+    dataset: Dataset,
+    policy_params: PolicySection,
+    augment: Augment,
+    dense_params: Dense,
+    indexes: RealIndexes,
+    log_step,
+    log_samples,
+) -> dict[str, Any]:
     """Train ``variant`` (a key of ``train_variants``, whose settings are ``config``), calling
     ``log_step(step, metrics)`` per step (and with the validation scores at each evaluation) and
     ``log_samples(step, rows)`` every ``sample_every`` steps; returns the final summary. Writes the policy and
@@ -121,10 +159,19 @@ def run_training(
         result = trainer.validate(validation)
         dev = curve(trainer.rollout_policy) if curve is not None and curve.systems else {}
         scores.append({"step": after_steps, **result, "dev": dev})
-        log_step(after_steps, {**{k: v for k, v in result.items() if k != "per_query"},
-                               **{f"dev_ndcg.{name}": float(np.mean(list(q.values()))) for name, q in dev.items()}})  # fmt: skip
-        logger.info("validation after %d steps: in-batch NDCG@10 %.4f; real-index dev NDCG@10 %s", after_steps,
-                    result["val_ndcg_in_batch"], {n: round(float(np.mean(list(q.values()))), 4) for n, q in dev.items()})  # fmt: skip
+        log_step(
+            after_steps,
+            {
+                **{k: v for k, v in result.items() if k != "per_query"},
+                **{f"dev_ndcg.{name}": float(np.mean(list(q.values()))) for name, q in dev.items()},
+            },
+        )
+        logger.info(
+            "validation after %d steps: in-batch NDCG@10 %.4f; real-index dev NDCG@10 %s",
+            after_steps,
+            result["val_ndcg_in_batch"],
+            {n: round(float(np.mean(list(q.values()))), 4) for n, q in dev.items()},
+        )
 
     if config.eval_every and start == 0:
         evaluate(0)
@@ -140,12 +187,27 @@ def run_training(
             evaluate(step + 1)
         # Under `accelerate launch` every process trains; only the main one writes files.
         if accelerator.is_main_process and ((step + 1) % config.checkpoint_every == 0 or step == total - 1):
-            save_checkpoint(checkpoint_dir, step + 1, trainer.model, policy.tokenizer, trainer.optimizer,
-                            {"history": history, "validation": scores, "settings": settings,
-                             "settings_hash": settings_hash(settings)}, keep=config.keep_checkpoints)  # fmt: skip
+            save_checkpoint(
+                checkpoint_dir,
+                step + 1,
+                trainer.model,
+                policy.tokenizer,
+                trainer.optimizer,
+                {
+                    "history": history,
+                    "validation": scores,
+                    "settings": settings,
+                    "settings_hash": settings_hash(settings),
+                },
+                keep=config.keep_checkpoints,
+            )
     accelerator.wait_for_everyone()
-    summary = {**summarise(history, config), **summarise_validation(scores), **summarise_dev_curve(scores),
-               "compute_dtype": trainer.compute_dtype}  # fmt: skip
+    summary = {
+        **summarise(history, config),
+        **summarise_validation(scores),
+        **summarise_dev_curve(scores),
+        "compute_dtype": trainer.compute_dtype,
+    }
     if not accelerator.is_main_process:
         return summary
     final_model = trainer.accelerator.unwrap_model(trainer.model)
@@ -162,9 +224,13 @@ def run_training(
 
 
 def run_validation(
-    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense,
+    config: TrainConfig,
+    dataset: Dataset,
+    policy_params: PolicySection,
+    augment: Augment,
+    dense_params: Dense,
     indexes: RealIndexes,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The validation scores of ``config.policy`` (any policy: a folder, GGUF or registry URI such as
     models:/coaug-policy/3) on the fixed validation batches of a variant's ``config``, as training computes them,
     and its real-index dev scores (``dev``: system -> qid -> NDCG@10)."""
@@ -177,12 +243,23 @@ def dev_curve(config: TrainConfig, dataset: Dataset, augment: Augment, indexes: 
     """The real-index dev curve of ``train.validation_split`` (coaug.rl.index_curve)."""
     prepared = Path(dataset.prepared_dir)
     qrels_path = validation_qrels_path(config, dataset)
-    return DevCurve(indexes.curve_systems, read_queries(prepared / "queries.jsonl"), read_qrels(qrels_path), prompt,
-                    indexes.generation, indexes.batch_size, indexes.settings)  # fmt: skip
+    return DevCurve(
+        indexes.curve_systems,
+        read_queries(prepared / "queries.jsonl"),
+        read_qrels(qrels_path),
+        prompt,
+        indexes.generation,
+        indexes.batch_size,
+        indexes.settings,
+    )
 
 
 def build_trainer(
-    config: TrainConfig, dataset: Dataset, policy_params: PolicySection, augment: Augment, dense_params: Dense,
+    config: TrainConfig,
+    dataset: Dataset,
+    policy_params: PolicySection,
+    augment: Augment,
+    dense_params: Dense,
     indexes: RealIndexes,
 ) -> tuple[CoaugTrainer, Any, list]:
     """The trainer, its policy and the fixed validation batches (empty when ``eval_every`` is 0)."""
@@ -208,14 +285,25 @@ def build_trainer(
     }
     similarity = make_similarity(config, dense_params, corpus)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+
     def load_initial():
         # Straight from the resolved folder: load_policy would also re-hash the weights and load a tokenizer.
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(initial_dir, dtype=torch.float32).to(accelerator.device)
 
-    trainer = CoaugTrainer(config, policy, prompts, corpus, queries, qrels, similarity, accelerator, load_initial,
-                           index_reward(config, indexes, qrels, list(corpus)) if config.similarity == "bm25" else None)  # fmt: skip
+    trainer = CoaugTrainer(
+        config,
+        policy,
+        prompts,
+        corpus,
+        queries,
+        qrels,
+        similarity,
+        accelerator,
+        load_initial,
+        index_reward(config, indexes, qrels, list(corpus)) if config.similarity == "bm25" else None,
+    )
     return trainer, policy, validation
 
 
@@ -231,18 +319,29 @@ def index_reward(config: TrainConfig, indexes: RealIndexes, qrels, doc_ids: list
 def validation_set(config: TrainConfig, dataset: Dataset, doc_ids: list[str]) -> list:
     """The fixed composite batches of ``train.validation_split``, drawn once from ``train.seed``."""
     rng = np.random.default_rng([config.seed, VALIDATION_STREAM])
-    return validation_batches(read_qrels(validation_qrels_path(config, dataset)), doc_ids, rng, batches=config.validation_batches,
-                              queries_per_batch=config.queries_per_step, k_pos=config.k_pos,
-                              k_hardneg=config.k_hardneg, k_randneg=config.k_randneg)  # fmt: skip
+    return validation_batches(
+        read_qrels(validation_qrels_path(config, dataset)),
+        doc_ids,
+        rng,
+        batches=config.validation_batches,
+        queries_per_batch=config.queries_per_step,
+        k_pos=config.k_pos,
+        k_hardneg=config.k_hardneg,
+        k_randneg=config.k_randneg,
+    )
 
 
 def validation_qrels_path(config: TrainConfig, dataset: Dataset) -> Path:
     if config.validation_split == dataset.eval_split:
-        raise CoaugError(f"params: train.validation_split '{config.validation_split}' is the eval split: validate on another (dev)")
+        raise CoaugError(
+            f"params: train.validation_split '{config.validation_split}' is the eval split: validate on another (dev)"
+        )
     path = Path(dataset.prepared_dir) / "qrels" / f"{config.validation_split}.tsv"
     if not path.is_file():
-        raise CoaugError(f"{path}: no qrels for train.validation_split '{config.validation_split}': add it to dataset.splits "
-                         "and rerun `coaug prepare` (or set train.eval_every: 0)")  # fmt: skip
+        raise CoaugError(
+            f"{path}: no qrels for train.validation_split '{config.validation_split}': add it to dataset.splits "
+            "and rerun `coaug prepare` (or set train.eval_every: 0)"
+        )
     return path
 
 
@@ -260,10 +359,13 @@ def make_similarity(config: TrainConfig, dense_params: Dense, corpus):
     from coaug.retrieval.dense import Encoder
     from coaug.rl.reward import cosine_matrix
 
-    encoder = Encoder(dense_params.encoder, dense_params.max_seq_length, dense_params.batch_size,
-                      dense_params.cache_dir)  # fmt: skip
+    encoder = Encoder(
+        dense_params.encoder, dense_params.max_seq_length, dense_params.batch_size, dense_params.cache_dir
+    )
     chunk = dense_params.cache_chunk_size
-    return lambda rows, cols: cosine_matrix(encoder.encode(rows, "reward q", chunk), encoder.encode(cols, "reward d", chunk))
+    return lambda rows, cols: cosine_matrix(
+        encoder.encode(rows, "reward q", chunk), encoder.encode(cols, "reward d", chunk)
+    )
 
 
 def checkpoint_settings(config: TrainConfig, policy_fingerprint: str, checksum: str) -> dict[str, Any]:
@@ -299,7 +401,9 @@ def settings_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -
     return [f"{k} {recorded.get(k)} -> {current.get(k)}" for k in keys if recorded.get(k) != current.get(k)]
 
 
-def resume(trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]) -> tuple[int, list[dict], list[dict]]:
+def resume(
+    trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]
+) -> tuple[int, list[dict], list[dict]]:
     """Load the newest checkpoint when this run may continue it (:func:`resume_refusal`); returns the step to
     continue from, the metric history and the validation scores. Otherwise the checkpoints are deleted and
     training starts from step 0."""
@@ -325,14 +429,18 @@ def resume(trainer: CoaugTrainer, checkpoint_dir: Path, settings: dict[str, Any]
         weights.update(load_file(shard))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or any(p.requires_grad for n, p in model.named_parameters() if n in missing):
-        raise CoaugError(f"{checkpoint}: checkpoint does not match the model ({len(missing)} missing, {len(unexpected)} unexpected)")
+        raise CoaugError(
+            f"{checkpoint}: checkpoint does not match the model ({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
     trainer.optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     trainer.sync_rollout_weights()
     logger.info("resumed from %s at step %d", checkpoint, state["step"])
     return state["step"], state["history"], state.get("validation", [])
 
 
-def resume_refusal(state: dict[str, Any], settings: dict[str, Any], config: TrainConfig, steps_per_epoch: int) -> str | None:
+def resume_refusal(
+    state: dict[str, Any], settings: dict[str, Any], config: TrainConfig, steps_per_epoch: int
+) -> str | None:
     """Why a run of ``config`` may not continue the checkpoint whose ``state.json`` is ``state``, else None:
     it was trained with other ``settings``, or for more steps than the run trains. Resumed, the latter would
     train no step and register weights that params do not describe (a longer run continues a shorter one,
@@ -343,8 +451,11 @@ def resume_refusal(state: dict[str, Any], settings: dict[str, Any], config: Trai
     by_epochs = config.epochs * steps_per_epoch
     total = min(config.steps, by_epochs)  # as CoaugTrainer.total_steps
     if state["step"] > total:
-        limit = (f"train.steps {config.steps}" if config.steps <= by_epochs else
-                 f"train.epochs {config.epochs} x {steps_per_epoch} steps per epoch")  # fmt: skip
+        limit = (
+            f"train.steps {config.steps}"
+            if config.steps <= by_epochs
+            else f"train.epochs {config.epochs} x {steps_per_epoch} steps per epoch"
+        )
         return f"is at step {state['step']}, past the {total} steps of this run ({limit})"
     return None
 
@@ -356,18 +467,34 @@ def check_finite(metrics: dict[str, float], step: int) -> None:
 
 
 def write_curves(path: str | Path, history: list[dict]) -> None:
-    columns = ["step", *CURVE_COLUMNS, "format_valid_rate", "response_tokens", "kl_to_initial", "entropy"]
+    columns = [
+        "step",
+        *CURVE_COLUMNS,
+        "format_valid_rate",
+        "response_tokens",
+        "kl_to_initial",
+        "entropy",
+        "ndcg_index",
+        "proxy_spearman_query",
+        "proxy_spearman_doc",
+        "step_seconds",
+    ]
     with atomic_open(path) as handle:
         handle.write(",".join(columns) + "\n")
         for row in history:
-            handle.write(",".join(f"{row.get(c, float('nan')):.6g}" if c != "step" else str(row["step"]) for c in columns) + "\n")
+            handle.write(
+                ",".join(f"{row.get(c, float('nan')):.6g}" if c != "step" else str(row["step"]) for c in columns)
+                + "\n"
+            )
 
 
 def write_validation(path: str | Path, scores: list[dict]) -> None:
     with atomic_open(path) as handle:
         handle.write(",".join(["step", *VALIDATION_COLUMNS]) + "\n")
         for row in scores:
-            handle.write(",".join([str(row["step"]), *(f"{row.get(c, float('nan')):.6g}" for c in VALIDATION_COLUMNS)]) + "\n")
+            handle.write(
+                ",".join([str(row["step"]), *(f"{row.get(c, float('nan')):.6g}" for c in VALIDATION_COLUMNS)]) + "\n"
+            )
 
 
 def summarise_validation(scores: list[dict]) -> dict[str, Any]:
@@ -399,7 +526,9 @@ def write_dev_curve(path: str | Path, scores: list[dict], systems: list[str]) ->
     with atomic_open(path) as handle:
         handle.write(",".join(["step", *systems]) + "\n")
         for row in scores:
-            means = [f"{np.mean(list(row['dev'][name].values())):.6g}" for name in systems if name in row.get("dev", {})]
+            means = [
+                f"{np.mean(list(row['dev'][name].values())):.6g}" for name in systems if name in row.get("dev", {})
+            ]
             if len(means) == len(systems):
                 handle.write(",".join([str(row["step"]), *means]) + "\n")
 
@@ -434,7 +563,9 @@ def summarise(history: list[dict], config: TrainConfig) -> dict[str, Any]:
         "reward_query_last": mean_of("reward_query_mean", history[-window:]),
         "format_valid_rate_last": mean_of("format_valid_rate", history[-window:]),
         # Measured every train.kl_every steps only: the latest measurement.
-        "kl_to_initial_last": next((r["kl_to_initial"] for r in reversed(history) if "kl_to_initial" in r), float("nan")),
+        "kl_to_initial_last": next(
+            (r["kl_to_initial"] for r in reversed(history) if "kl_to_initial" in r), float("nan")
+        ),
         "skipped_updates": int(sum(r.get("skipped_update", 0) for r in history)),
         "optimizer_steps": int(sum(r["optimizer_steps"] for r in history)),  # 0: the policy never changed
         "queries_per_step": config.queries_per_step,

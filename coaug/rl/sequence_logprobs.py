@@ -52,7 +52,9 @@ class AlignedBatch:
     prefix_length: int = 0
 
 
-def align_completions(sequences: list[tuple[list[int], list[int]]], pad_id: int, prefix_length: int = 0) -> AlignedBatch:
+def align_completions(
+    sequences: list[tuple[list[int], list[int]]], pad_id: int, prefix_length: int = 0
+) -> AlignedBatch:
     """Lay out ``[prefix][left pads][rest of the prompt][completion][right pads]`` so that every completion
     starts at the same column; the first ``prefix_length`` tokens must be the same in every prompt."""
     prompt_width = max(len(p) for p, _ in sequences)
@@ -78,7 +80,9 @@ def align_completions(sequences: list[tuple[list[int], list[int]]], pad_id: int,
             prompt_rows.append(row)
         prompt_of_row.append(distinct[tuple(prompt)])
     targets = input_ids[:, prompt_width:]
-    return AlignedBatch(input_ids, attention, positions, targets, mask, prompt_rows, torch.tensor(prompt_of_row), prefix_length)
+    return AlignedBatch(
+        input_ids, attention, positions, targets, mask, prompt_rows, torch.tensor(prompt_of_row), prefix_length
+    )
 
 
 def shared_prefix_length(prompts: list[list[int]]) -> int:
@@ -95,9 +99,13 @@ def scoring_order(sequences: list[tuple[list[int], list[int]]]) -> list[int]:
 
 
 def completion_scores(
-    model, sequences: list[tuple[list[int], list[int]]], pad_id: int, temperature: float, with_entropy: bool,
+    model,
+    sequences: list[tuple[list[int], list[int]]],
+    pad_id: int,
+    temperature: float,
+    with_entropy: bool,
     micro_batch_size: int,
-) -> TokenScores:  # fmt: skip
+) -> TokenScores:
     """Log-probs (and optionally entropies) of each completion token, rows in the order of ``sequences``.
 
     Gradients flow unless the caller disables them; micro-batches only bound the peak memory of a call.
@@ -115,7 +123,9 @@ def completion_scores(
         padding = (0, width - targets.shape[1])  # this micro-batch's completions may all be shorter
         logprobs.append(torch.nn.functional.pad(scaled.gather(-1, targets).squeeze(-1) - normaliser, padding))
         if with_entropy:
-            entropies.append(torch.nn.functional.pad(normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1), padding))
+            entropies.append(
+                torch.nn.functional.pad(normaliser - (torch.softmax(scaled, dim=-1) * scaled).sum(-1), padding)
+            )
     rows = torch.empty(len(order), dtype=torch.long)
     rows[order] = torch.arange(len(order))  # back to the order of ``sequences``
     rows = rows.to(device)
@@ -144,14 +154,21 @@ def completion_logits(model, batch: AlignedBatch, device) -> torch.Tensor:
         cache.batch_repeat_interleave(len(batch.prompt_rows))
     if not repeated:  # keep the last C + 1 positions and drop the final one
         return model(
-            input_ids=input_ids[:, shared:], attention_mask=attention, position_ids=positions[:, shared:],
-            logits_to_keep=batch.targets.shape[1] + 1, cache=cache,
-        ).logits[:, :-1]  # fmt: skip
+            input_ids=input_ids[:, shared:],
+            attention_mask=attention,
+            position_ids=positions[:, shared:],
+            logits_to_keep=batch.targets.shape[1] + 1,
+            cache=cache,
+        ).logits[:, :-1]
     prompts = torch.tensor(batch.prompt_rows, device=device)
     prompt_pass = model(
-        input_ids=input_ids[prompts, shared:prompt_width], attention_mask=attention[prompts, :prompt_width],
-        position_ids=positions[prompts, shared:prompt_width], cache=cache, use_cache=True, logits_to_keep=1,
-    )  # fmt: skip
+        input_ids=input_ids[prompts, shared:prompt_width],
+        attention_mask=attention[prompts, :prompt_width],
+        position_ids=positions[prompts, shared:prompt_width],
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     row_prompt = batch.prompt_of_row.to(device)
     first = prompt_pass.logits[row_prompt]
     end = input_ids.shape[1] - 1  # the last completion token predicts nothing
@@ -160,9 +177,11 @@ def completion_logits(model, batch: AlignedBatch, device) -> torch.Tensor:
     cache = prompt_pass.cache
     cache.batch_select_indices(row_prompt)
     rest = model(
-        input_ids=input_ids[:, prompt_width:end], attention_mask=attention[:, :end], position_ids=positions[:, prompt_width:end],
+        input_ids=input_ids[:, prompt_width:end],
+        attention_mask=attention[:, :end],
+        position_ids=positions[:, prompt_width:end],
         cache=cache,
-    ).logits  # fmt: skip
+    ).logits
     return torch.cat([first, rest], dim=1)
 
 

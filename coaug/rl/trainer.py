@@ -38,22 +38,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from coaug.rl.advantages import Role, advantages as compute_advantages
 from coaug.data.beir import Corpus, Qrels, Queries
-from coaug.rl.composite_batch import NEGATIVE, POSITIVE, QUERY, Slot, negative_pool, sample_composite_batch, training_queries
 from coaug.policy.generation import GenerationParams, tokenize_conversations
-from coaug.policy.parsing import parse_response
 from coaug.policy.model import Policy
-from coaug.rl.ppo_loss import clipped_policy_loss
+from coaug.policy.parsing import parse_response
 from coaug.policy.precision import machine_dtype
 from coaug.policy.prompts import Prompt, conversation, document_input
+from coaug.rl.advantages import Role, advantages as compute_advantages
+from coaug.rl.composite_batch import (
+    NEGATIVE,
+    POSITIVE,
+    QUERY,
+    Slot,
+    negative_pool,
+    sample_composite_batch,
+    training_queries,
+)
+from coaug.rl.config import TrainConfig
 from coaug.rl.index_reward import IndexReward
+from coaug.rl.ppo_loss import clipped_policy_loss
 from coaug.rl.proxy_agreement import mean_group_spearman
 from coaug.rl.reward import SAMPLES_PER_ROLLOUT, bm25_matrix, sampled_rewards, sampling_layout
 from coaug.rl.reward_sampling import joint_sample_count
 from coaug.rl.rollouts import SampledCompletion, recorded_scores, sample_rollouts
 from coaug.rl.sequence_logprobs import completion_scores, scoring_order
-from coaug.rl.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +85,18 @@ class CoaugTrainer:
     only every ``kl_every`` steps of full fine-tuning, to measure the KL metric."""
 
     def __init__(
-        self, config: TrainConfig, policy: Policy, prompts: dict[str, Prompt], corpus: Corpus, queries: Queries,
-        qrels: Qrels, similarity: Callable[[list[str], list[str]], np.ndarray], accelerator,
-        load_initial: Callable[[], Any], index_reward: IndexReward | None = None,
-    ):  # fmt: skip
+        self,
+        config: TrainConfig,
+        policy: Policy,
+        prompts: dict[str, Prompt],
+        corpus: Corpus,
+        queries: Queries,
+        qrels: Qrels,
+        similarity: Callable[[list[str], list[str]], np.ndarray],
+        accelerator,
+        load_initial: Callable[[], Any],
+        index_reward: IndexReward | None = None,
+    ):
         self.config, self.policy, self.prompts = config, policy, prompts
         self.corpus, self.queries, self.qrels = corpus, queries, qrels
         self.similarity = similarity
@@ -123,9 +139,14 @@ class CoaugTrainer:
         started = time.perf_counter()
         rng = np.random.default_rng([self.config.seed, step, 1])
         slots = sample_composite_batch(
-            self.batch_queries(step), self.qrels, self.negatives, rng, k_pos=self.config.k_pos,
-            k_hardneg=self.config.k_hardneg, k_randneg=self.config.k_randneg,
-        )  # fmt: skip
+            self.batch_queries(step),
+            self.qrels,
+            self.negatives,
+            rng,
+            k_pos=self.config.k_pos,
+            k_hardneg=self.config.k_hardneg,
+            k_randneg=self.config.k_randneg,
+        )
         generation_started = time.perf_counter()
         rollouts = self.generate(slots, step)
         generation_seconds = time.perf_counter() - generation_started
@@ -147,9 +168,13 @@ class CoaugTrainer:
         else:
             learned_from = rewards
         advantage = compute_advantages(
-            learned_from, np.array([r.slot for r in ordered]), roles, estimator=self.config.estimator,
-            posk=self.config.posk, negk=self.config.negk,
-        )  # fmt: skip
+            learned_from,
+            np.array([r.slot for r in ordered]),
+            roles,
+            estimator=self.config.estimator,
+            posk=self.config.posk,
+            negk=self.config.negk,
+        )
         trained = [(r, a) for r, a in zip(ordered, advantage) if r.trained]
         update_started = time.perf_counter()
         no_update = {"skipped_update": 1.0, "optimizer_steps": 0.0}
@@ -170,25 +195,39 @@ class CoaugTrainer:
             "step_seconds": time.perf_counter() - started,
             **update,
         }
-        self._last_samples = [(slots[r.slot].role, slots[r.slot].text_id, r.augmentation, float(rw))
-                              for r, rw in zip(ordered, rewards)]  # fmt: skip
+        self._last_samples = [
+            (slots[r.slot].role, slots[r.slot].text_id, r.augmentation, float(rw)) for r, rw in zip(ordered, rewards)
+        ]
         return metrics
 
-    def rewards(self, slots: list[Slot], rollouts: list[Rollout], rng: np.random.Generator, mode: str | None = None,
-                samples_per_rollout: int = SAMPLES_PER_ROLLOUT) -> tuple[list[Rollout], np.ndarray, np.ndarray]:  # fmt: skip
+    def rewards(
+        self,
+        slots: list[Slot],
+        rollouts: list[Rollout],
+        rng: np.random.Generator,
+        mode: str | None = None,
+        samples_per_rollout: int = SAMPLES_PER_ROLLOUT,
+    ) -> tuple[list[Rollout], np.ndarray, np.ndarray]:
         """In-batch similarity -> sampled rewards (METHOD §4-5). Returns the rollouts as rewarded (query
         rollouts first), the query rollouts' rewards (their in-batch NDCG@10) and every rollout's reward."""
         rows = [r for r in rollouts if slots[r.slot].role == QUERY]
         columns = [r for r in rollouts if slots[r.slot].role != QUERY]
-        scores = self.similarity([self.retrieval_text(slots[r.slot], r) for r in rows],
-                                 [self.retrieval_text(slots[r.slot], r) for r in columns])  # fmt: skip
+        scores = self.similarity(
+            [self.retrieval_text(slots[r.slot], r) for r in rows],
+            [self.retrieval_text(slots[r.slot], r) for r in columns],
+        )
         # The reference rounds scores to 6 decimals before ranking, which decides its score ties.
         scores = np.round(scores, SCORE_DECIMALS)
         layout = self.layout(slots, rows, columns)
         query_rewards, doc_rewards = sampled_rewards(
-            scores, layout, rng, mode=mode or self.config.sampling_mode, num_rollouts=len(rollouts),
-            kpos_reweight=self.config.kpos_reweight, samples_per_rollout=samples_per_rollout,
-        )  # fmt: skip
+            scores,
+            layout,
+            rng,
+            mode=mode or self.config.sampling_mode,
+            num_rollouts=len(rollouts),
+            kpos_reweight=self.config.kpos_reweight,
+            samples_per_rollout=samples_per_rollout,
+        )
         return rows + columns, query_rewards, np.concatenate([query_rewards, doc_rewards])
 
     def index_rewards(self, slots: list[Slot], ordered: list[Rollout], rng: np.random.Generator) -> np.ndarray:
@@ -200,22 +239,33 @@ class CoaugTrainer:
         layout = self.layout(slots, rows, columns)
         # An ablated side keeps its original query, or the document as the index holds it.
         row_texts = [index.query_text(self.queries[slots[r.slot].text_id], r.augmentation) for r in rows]
-        column_texts = [index.doc_text(slots[r.slot].text_id, self.corpus[slots[r.slot].text_id],
-                                       r.augmentation if r.trained else None) for r in columns]  # fmt: skip
+        column_texts = [
+            index.doc_text(
+                slots[r.slot].text_id, self.corpus[slots[r.slot].text_id], r.augmentation if r.trained else None
+            )
+            for r in columns
+        ]
         key_docs = [slots[columns[c].slot].text_id for c in layout.columns_by_key[layout.key_start]]
         num_samples = joint_sample_count(len(ordered), len(rows))
         query_rewards, doc_rewards = index.rewards(
-            [slots[r.slot].text_id for r in rows], row_texts, column_texts, layout, key_docs, num_samples, rng,
+            [slots[r.slot].text_id for r in rows],
+            row_texts,
+            column_texts,
+            layout,
+            key_docs,
+            num_samples,
+            rng,
             self.config.kpos_reweight,
-        )  # fmt: skip
+        )
         return np.concatenate([query_rewards, doc_rewards])
 
     def layout(self, slots: list[Slot], rows: list[Rollout], columns: list[Rollout]):
         return sampling_layout(
-            np.array([slots[r.slot].group for r in rows]), np.array([slots[r.slot].group for r in columns]),
+            np.array([slots[r.slot].group for r in rows]),
+            np.array([slots[r.slot].group for r in columns]),
             np.array([self.doc_number[slots[r.slot].text_id] for r in columns]),
             np.array([slots[r.slot].relevance for r in columns]),
-        )  # fmt: skip
+        )
 
     def validate(self, batches: list[list[Slot]]) -> dict[str, Any]:
         """Score fixed composite ``batches`` of a held-out split with ONE greedy rollout per text and no
@@ -230,7 +280,9 @@ class CoaugTrainer:
         start = 0
         for batch in batches:
             mine = [dataclasses.replace(r, slot=r.slot - start) for r in generated[start : start + len(batch)]]
-            ordered, _, rewards = self.rewards(batch, mine, np.random.default_rng(0), "batch_sampling", samples_per_rollout=1)
+            ordered, _, rewards = self.rewards(
+                batch, mine, np.random.default_rng(0), "batch_sampling", samples_per_rollout=1
+            )
             for rollout, reward in zip(ordered, rewards):
                 slot = batch[rollout.slot]
                 role_rewards[ROLE_OF_SLOT[slot.role]].append(float(reward))
@@ -240,7 +292,9 @@ class CoaugTrainer:
         means = {f"val_reward_{role.name.lower()}_mean": float(np.mean(v)) for role, v in role_rewards.items() if v}
         return {"val_ndcg_in_batch": float(np.mean(list(per_query.values()))), **means, "per_query": per_query}
 
-    def generate(self, slots: list[Slot], step: int, rollouts: int | None = None, sample: bool = True) -> list[Rollout]:
+    def generate(
+        self, slots: list[Slot], step: int, rollouts: int | None = None, sample: bool = True
+    ) -> list[Rollout]:
         """``rollouts`` (default ``train.rollouts``) completions per augmented text, sampled (or greedy);
         an ablated side keeps its original text."""
         config = self.config
@@ -259,29 +313,47 @@ class CoaugTrainer:
                 messages = conversation(self.prompts["query"], self.queries[slot.text_id])
             else:
                 doc = self.corpus[slot.text_id]
-                messages = conversation(self.prompts["doc"], document_input(tokenizer, doc["title"], doc["text"], config.doc_max_tokens))
+                messages = conversation(
+                    self.prompts["doc"], document_input(tokenizer, doc["title"], doc["text"], config.doc_max_tokens)
+                )
             requests["query" if is_query else "doc"].append((index, messages))
         self.model.eval()
         for kind_number, (kind, kind_requests) in enumerate(requests.items()):
             if not kind_requests:
                 continue
             params = GenerationParams(
-                max_new_tokens=config.max_new_tokens, repetition_penalty=config.repetition_penalty, do_sample=sample,
-                temperature=config.temperature, seed=(config.seed * 1_000_003 + step) * len(requests) + kind_number,
-            )  # fmt: skip
+                max_new_tokens=config.max_new_tokens,
+                repetition_penalty=config.repetition_penalty,
+                do_sample=sample,
+                temperature=config.temperature,
+                seed=(config.seed * 1_000_003 + step) * len(requests) + kind_number,
+            )
             conversations = [messages for _, messages in kind_requests]
             prompt_ids = tokenize_conversations(self.policy, conversations)
             batches = sample_rollouts(
-                self.rollout_policy, conversations, per_text, params, config.generation_batch_size, f"rollouts {step} {kind}",
+                self.rollout_policy,
+                conversations,
+                per_text,
+                params,
+                config.generation_batch_size,
+                f"rollouts {step} {kind}",
                 score_temperature=config.temperature if sample and self.records_old_logprobs else None,
-            )  # fmt: skip
+            )
             with self.autocast():
                 for indices, samples in batches:
                     for i, sampled in zip(indices, samples):
                         parsed = parse_response(sampled.completion.text, self.prompts[kind].format)
-                        generated.append(Rollout(kind_requests[i][0], prompt_ids[i], list(sampled.completion.token_ids),
-                                                 parsed.augmentation, parsed.format_valid, trained=True,
-                                                 sample=sampled if sampled.logprobs is not None else None))  # fmt: skip
+                        generated.append(
+                            Rollout(
+                                kind_requests[i][0],
+                                prompt_ids[i],
+                                list(sampled.completion.token_ids),
+                                parsed.augmentation,
+                                parsed.format_valid,
+                                trained=True,
+                                sample=sampled if sampled.logprobs is not None else None,
+                            )
+                        )
         return sorted(generated, key=lambda r: r.slot)
 
     def sync_rollout_weights(self) -> None:
@@ -333,7 +405,9 @@ class CoaugTrainer:
             with torch.no_grad(), self.autocast(), self.initial_policy() as initial:
                 reference = completion_scores(initial, sequences, with_entropy=False, **score)
             log_ratio = (reference.logprobs - old.logprobs) * old.mask
-            kl_metric["kl_to_initial"] = float(((torch.exp(log_ratio) - log_ratio - 1) * old.mask).sum() / old.mask.sum())  # k3
+            kl_metric["kl_to_initial"] = float(
+                ((torch.exp(log_ratio) - log_ratio - 1) * old.mask).sum() / old.mask.sum()
+            )  # k3
         advantage = torch.tensor([a for _, a in trained], dtype=torch.float32)
         order = np.random.default_rng([config.seed, len(trained)]).permutation(len(trained))
         self.model.train()
@@ -351,12 +425,18 @@ class CoaugTrainer:
                 for start in range(0, len(mine), config.micro_batch_size):
                     part = mine[start : start + config.micro_batch_size]
                     with self.autocast():
-                        scores = completion_scores(self.model, [sequences[i] for i in part], with_entropy=False, **score)
+                        scores = completion_scores(
+                            self.model, [sequences[i] for i in part], with_entropy=False, **score
+                        )
                     width = scores.logprobs.shape[1]
                     output = clipped_policy_loss(
-                        scores.logprobs, old.logprobs[part, :width], advantage[part], scores.mask,
-                        epsilon_low=config.epsilon_low, epsilon_high=config.epsilon_high,
-                    )  # fmt: skip
+                        scores.logprobs,
+                        old.logprobs[part, :width],
+                        advantage[part],
+                        scores.mask,
+                        epsilon_low=config.epsilon_low,
+                        epsilon_high=config.epsilon_high,
+                    )
                     share = scores.mask.sum() / tokens
                     self.accelerator.backward(output.loss * share)
                     loss += float(output.loss.detach() * share)
@@ -375,10 +455,15 @@ class CoaugTrainer:
         self.model.eval()
         self.sync_rollout_weights()  # the next rollouts sample the updated policy
         return {
-            "loss": float(np.mean(losses)), "clip_fraction": float(np.mean(clips)), "grad_norm": float(np.mean(norms)),
-            "entropy": entropy, **kl_metric, "skipped_nonfinite": float(skipped), "skipped_update": 0.0,
+            "loss": float(np.mean(losses)),
+            "clip_fraction": float(np.mean(clips)),
+            "grad_norm": float(np.mean(norms)),
+            "entropy": entropy,
+            **kl_metric,
+            "skipped_nonfinite": float(skipped),
+            "skipped_update": 0.0,
             "optimizer_steps": float(len(losses) - skipped),
-        }  # fmt: skip
+        }
 
 
 def rollout_policy(policy: Policy, compute_dtype: str) -> Policy:

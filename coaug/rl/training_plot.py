@@ -14,10 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from coaug.atomic_io import atomic_open  # noqa: E402
 
 
-def training_curves(csv_path: str | Path, validation_path: str | Path, dev_curve_path: str | Path, path: str | Path) -> None:
+def training_curves(
+    csv_path: str | Path, validation_path: str | Path, dev_curve_path: str | Path, path: str | Path
+) -> None:
     """Left: mean reward per role against the step. Middle: in-batch NDCG@10 of the sampled training
     rollouts (noisy: a new batch every step) and of the greedy rollouts on the fixed validation batches.
     Right: the real-index dev NDCG@10 of each curve system (coaug.rl.index_curve), the curve that decides."""
+
     def rows_of(csv_file: str | Path) -> list[dict[str, str]]:
         with open(csv_file, encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
@@ -31,8 +34,13 @@ def training_curves(csv_path: str | Path, validation_path: str | Path, dev_curve
     left.set_xlabel("step")
     left.legend(fontsize=8)
     right.plot(steps, [float(r["ndcg_in_batch"]) for r in rows], color="0.6", label="training (sampled)")
-    right.plot([int(r["step"]) for r in validation], [float(r["val_ndcg_in_batch"]) for r in validation],
-               color="black", marker="o", label="validation (greedy, fixed)")  # fmt: skip
+    right.plot(
+        [int(r["step"]) for r in validation],
+        [float(r["val_ndcg_in_batch"]) for r in validation],
+        color="black",
+        marker="o",
+        label="validation (greedy, fixed)",
+    )
     right.set_title("in-batch NDCG@10 of query rollouts")
     right.set_xlabel("step (validation: after N updates)")
     right.legend(fontsize=8)

@@ -40,7 +40,10 @@ def evaluated(project):
             assert main(["index", "--system", system]) == 0
             assert main(["evaluate", "--system", system]) == 0
         assert main(["report"]) == 0
-    return {s: json.loads((project / "metrics" / f"{s}.json").read_text()) for s in ("bm25_flat", "bm25_multifield", "dense")}
+    return {
+        s: json.loads((project / "metrics" / f"{s}.json").read_text())
+        for s in ("bm25_flat", "bm25_multifield", "dense")
+    }
 
 
 def test_prepared_counts_match_beir(project, evaluated):

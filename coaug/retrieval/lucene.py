@@ -76,7 +76,9 @@ class Bm25Searcher:
         runtime_env.configure()
         from pyserini.search.lucene import LuceneSearcher
 
-        self._searcher = LuceneSearcher(str(index_dir))
+        # Absolute: the JVM resolves a relative path against ITS working directory, the one of the process
+        # when the JVM started, not the current one.
+        self._searcher = LuceneSearcher(str(Path(index_dir).resolve()))
         self._searcher.set_bm25(k1=k1, b=b)
         self._fields = dict(fields or {})
 

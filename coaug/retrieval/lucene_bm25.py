@@ -102,8 +102,10 @@ class LuceneIndex:
         from pyserini.index.lucene import LuceneIndexReader
         from pyserini.search.lucene import LuceneSearcher
 
-        self._reader = LuceneIndexReader(str(index_dir))
-        self._searcher = LuceneSearcher(str(index_dir))
+        # Absolute, as coaug.retrieval.lucene.Bm25Searcher: the JVM keeps the working directory it started in.
+        location = str(Path(index_dir).resolve())
+        self._reader = LuceneIndexReader(location)
+        self._searcher = LuceneSearcher(location)
         self._searcher.set_bm25(k1=k1, b=b)
         self.k1, self.b = k1, b
         totals = self._reader.stats()

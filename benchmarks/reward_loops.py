@@ -1,9 +1,9 @@
 """Plain-loop reference of the reward pass (METHOD §4–§5) that benchmarks/reward_pass.py times.
 
-The same ports of the authors' ``compute_bm25_matrix`` and ``RewardManager`` as the property tests hold
-(tests/rl/test_reward_bm25.py, tests/rl/test_reward_sampling.py). A copy, so that a benchmark imports nothing
-from tests/; it cannot drift unseen: reward_pass.py checks it equals the vectorised code (rtol 1e-12) on every
-run, as the tests check theirs.
+Ports of the authors' ``compute_bm25_matrix`` and ``RewardManager``, written as plain loops: the reference the
+property tests (tests/rl/test_reward_bm25.py, tests/rl/test_reward_sampling.py) check the vectorised code
+against, and the one reward_pass.py times and checks (rtol 1e-12) on every run. It lives here so that no
+benchmark imports from tests/.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the NFCorpus IDF. A rollout's "augmentation" is a random subset of words of its 
 words of one of its positives), appended as ``original + "\\n\\n" + augmentation``: rollouts differ.
 
 Timed pass = BM25 matrix (tokenizing included) + layout + draws + NDCG/sums + per-rollout rewards.
-The loop reference (benchmarks/reward_loops.py, a copy of the tests' plain-loop port) is too slow for the
+The loop reference (benchmarks/reward_loops.py, the plain-loop port the tests also check against) is too slow for the
 whole batch on 2 shared cores: its BM25 runs on ``--loop-rows`` query rollouts and its sampling on
 ``--loop-samples`` joint samples of the full batch, both scaled linearly to the full size (each is a sum of
 independent per-row / per-sample terms).

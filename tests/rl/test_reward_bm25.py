@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
 
+from benchmarks.reward_loops import loop_bm25
 from coaug.rl.reward_bm25 import bm25_matrix, corpus_idf, tokenize
 from coaug.rl.reward_dense import cosine_matrix
 
 RTOL = 1e-12
-
-
-def loop_bm25(query_texts, doc_texts, idf, k1=1.2, b=0.75) -> list[list[float]]:
-    """The reference ``compute_bm25_matrix`` (text_sim.py) as plain loops over pairs."""
-    queries = [tokenize(t) for t in query_texts]
-    docs = [tokenize(t) for t in doc_texts]
-    average_length = sum(len(d) for d in docs) / len(docs)
-    matrix = []
-    for query in queries:
-        row = []
-        for doc in docs:
-            query_tf, doc_tf, score = Counter(query), Counter(doc), 0.0
-            for word in query_tf:
-                if word in doc_tf:
-                    f = doc_tf[word]
-                    denominator = f + k1 * (1 - b + b * len(doc) / average_length)
-                    score += idf.get(word, 0) * ((f * (k1 + 1)) / denominator) * query_tf[word]
-            row.append(score)
-        matrix.append(row)
-    return matrix
 
 
 def test_tokenizer_drops_punctuation_lowercases_and_splits():

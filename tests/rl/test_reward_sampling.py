@@ -8,11 +8,11 @@ code, so the two must agree to rounding.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import numpy as np
 import pytest
 
+from benchmarks.reward_loops import loop_batch_sampling, loop_gain, loop_key_columns, loop_ndcg, loop_rewards
 from coaug.errors import CoaugError
 from coaug.rl.reward import SAMPLING_MODES, sampled_rewards, sampling_layout
 from coaug.rl.reward_ndcg import ndcg_at_k
@@ -34,59 +34,6 @@ SEEDS = range(6)
 
 
 # ---------------------------------------------------------------- loop reference (plain Python)
-
-
-def loop_ndcg(scores: list[float], gains: list[float], k: int) -> float:
-    """The reference ``calculate_ndcg``: stable sort by −score, linear gains, ideal from the same gains."""
-    n = min(k, len(scores))
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])  # Python's sort is stable
-    dcg = sum(gains[i] / math.log2(rank + 2) for rank, i in enumerate(order[:n]))
-    ideal = sorted(gains, reverse=True)[:n]
-    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-    return dcg / idcg if idcg != 0 else 0.0
-
-
-def loop_key_columns(column_group, column_doc) -> dict:
-    """qid -> cid -> columns, the reference's nested dict (insertion order = its sub-list order)."""
-    id_to_columns: dict = defaultdict(lambda: defaultdict(list))
-    for column, (group, doc) in enumerate(zip(column_group, column_doc)):
-        id_to_columns[group][doc].append(column)
-    return id_to_columns
-
-
-def loop_gain(row_group, column_group, relevance) -> list[list[float]]:
-    return [[relevance[c] if rg == column_group[c] else 0.0 for c in range(len(column_group))] for rg in row_group]
-
-
-def loop_rewards(reward, weight):
-    rows, columns = len(reward), len(reward[0])
-    query = [sum(reward[r]) / sum(weight[r]) if sum(weight[r]) != 0 else 0.0 for r in range(rows)]
-    col_reward = [sum(reward[r][c] for r in range(rows)) for c in range(columns)]
-    col_weight = [sum(weight[r][c] for r in range(rows)) for c in range(columns)]
-    doc = [col_reward[c] / col_weight[c] if col_weight[c] != 0 else 0.0 for c in range(columns)]
-    return query, doc
-
-
-def loop_batch_sampling(similarity, batch, joint_columns, k, kpos_reweight):
-    row_group, column_group, column_doc, relevance = batch
-    keys = loop_key_columns(column_group, column_doc)
-    key_columns = [cols for group in keys for cols in keys[group].values()]
-    gain = loop_gain(row_group, column_group, relevance)
-    rows, columns = similarity.shape
-    reward = [[0.0] * columns for _ in range(rows)]
-    weight = [[0.0] * columns for _ in range(rows)]
-    for sample in joint_columns.tolist():
-        # One rollout of every key, in the reference's key order.
-        assert len(sample) == len(key_columns)
-        assert all(c in cols for c, cols in zip(sample, key_columns))
-        for r in range(rows):
-            v = loop_ndcg([similarity[r, c] for c in sample], [gain[r][c] for c in sample], k)
-            for c in sample:
-                reward[r][c] += v
-                weight[r][c] += 1
-                reward[r][c] += v * gain[r][c] * kpos_reweight
-                weight[r][c] += gain[r][c] * kpos_reweight
-    return reward, weight
 
 
 def loop_sampling(similarity, batch, rows_drawn, columns_drawn, k):

@@ -60,11 +60,15 @@ experiments: setup
 	if $(HAS_REMOTE); then $(BIN)/dvc push; fi
 	$(BIN)/dvc metrics show
 
+# One pytest worker per core (pytest-xdist), a test file per worker at a time (module fixtures build once), one
+# math thread per worker: two workers of two threads each on two cores slow each other down several-fold.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $$(nproc) --dist loadfile
+
 test: setup
-	cd $(ROOT) && $(BIN)/python -m pytest -q
+	cd $(ROOT) && $(PYTEST)
 
 test-fast: setup
-	cd $(ROOT) && $(BIN)/python -m pytest -q -m "not slow"
+	cd $(ROOT) && $(PYTEST) -m "not slow"
 
 lint: setup
 	cd $(ROOT) && $(BIN)/ruff format --check . && $(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Run one configuration of experiments/learning.yaml: ``python experiments/learning.py NAME [--steps N]``.
 
-Writes ``experiments/params/NAME.yaml`` (params.yaml with the run's train overrides; policy and checkpoints
+Writes ``experiments/params/NAME.yaml`` (params.yaml with the run's train overrides and the yaml's extra
+``systems``; policy and checkpoints
 outside git, the curves and summary in ``experiments/reports/NAME/``, the policy registered under its own
 registry name so no experiment touches the pipeline's @challenger) and runs ``coaug train`` on it. A rerun
 resumes from the run's checkpoints; ``--steps N`` ends a run at a checkpointed step N (a shorter rerun of a
@@ -29,6 +30,7 @@ def run_params(name: str, steps: int | None) -> Path:
         sys.exit(f"experiments/learning.yaml: no run '{name}' (runs: {', '.join(sweep['runs'])})")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"].update({**sweep["common"], **sweep["runs"][name]})
+    params["augmented_systems"].update(sweep.get("systems", {}))
     if steps is not None:
         params["train"]["steps"] = steps
     # One variant with no overrides of its own: the run's train section is all there is (a variant such as

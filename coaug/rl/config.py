@@ -98,6 +98,9 @@ class TrainConfig:
         choices=OLD_LOGPROBS,
     )
     kl_every: int = knob("steps between measurements of the KL to the initial policy (a metric); 0 = never", minimum=0)
+    kl_coef: float = knob(
+        "weight of a per-token KL-to-initial penalty (k3) in the loss; 0 = none, as the paper", minimum=0
+    )
     lora: dict[str, Any] = knob("LoRA adapters instead of full fine-tuning (coaug.rl.config.Lora)")
     checkpoint_every: int = knob("steps between checkpoints", minimum=1)
     keep_checkpoints: int = knob("newest checkpoints kept", minimum=1)

@@ -77,7 +77,10 @@ class DevCurve:
         return augmentations
 
     def __call__(self, policy: Policy) -> dict[str, dict[str, float]]:
-        augmentations = self.augment(policy)
+        return self.score(self.augment(policy))
+
+    def score(self, augmentations: dict[str, str]) -> dict[str, dict[str, float]]:
+        """``{system: {qid: NDCG@10}}`` of the judged queries with these augmentations."""
         scores = {}
         for system in self.systems:
             recipe = system.recipe

@@ -478,6 +478,7 @@ def write_curves(path: str | Path, history: list[dict]) -> None:
         "proxy_spearman_query",
         "proxy_spearman_doc",
         "step_seconds",
+        "step_cpu_seconds",
     ]
     with atomic_open(path) as handle:
         handle.write(",".join(columns) + "\n")

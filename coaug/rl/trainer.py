@@ -56,7 +56,7 @@ from coaug.rl.composite_batch import (
 )
 from coaug.rl.config import TrainConfig
 from coaug.rl.index_reward import IndexReward
-from coaug.rl.ppo_loss import clipped_policy_loss
+from coaug.rl.ppo_loss import clipped_policy_loss, kl_penalty
 from coaug.rl.proxy_agreement import mean_group_spearman
 from coaug.rl.reward import SAMPLES_PER_ROLLOUT, bm25_matrix, sampled_rewards, sampling_layout
 from coaug.rl.reward_sampling import joint_sample_count
@@ -105,6 +105,7 @@ class CoaugTrainer:
         self.index_reward = index_reward
         self.accelerator = accelerator
         self.load_initial = load_initial
+        self.initial_model = None  # the starting weights, kept in memory while a KL penalty needs them every step
         self.query_ids = training_queries(qrels)
         self.negatives = negative_pool(qrels, list(corpus))
         self.doc_number = {doc_id: number for number, doc_id in enumerate(corpus)}  # integer labels for the layout
@@ -136,7 +137,7 @@ class CoaugTrainer:
 
     # ----------------------------------------------------------------- one step
     def step(self, step: int) -> dict[str, Any]:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         rng = np.random.default_rng([self.config.seed, step, 1])
         slots = sample_composite_batch(
             self.batch_queries(step),
@@ -193,6 +194,8 @@ class CoaugTrainer:
             "update_seconds": update_seconds,
             **index_metrics,
             "step_seconds": time.perf_counter() - started,
+            # CPU seconds of every thread of the process: the cost per CPU hour, however many cores the step had.
+            "step_cpu_seconds": time.process_time() - cpu_started,
             **update,
         }
         self._last_samples = [
@@ -371,11 +374,16 @@ class CoaugTrainer:
 
     @contextlib.contextmanager
     def initial_policy(self) -> Iterator[Any]:
-        """The starting policy, for the KL metric: LoRA adapters disabled, or the starting weights reloaded."""
+        """The starting policy, for the KL metric and penalty: LoRA adapters disabled, or the starting weights
+        (reloaded for a metric now and then, kept for a penalty every step)."""
         model = self.accelerator.unwrap_model(self.model)
         if hasattr(model, "disable_adapter"):  # peft
             with model.disable_adapter():
                 yield model
+        elif self.config.kl_coef:
+            if self.initial_model is None:
+                self.initial_model = self.load_initial().eval()
+            yield self.initial_model
         else:
             yield self.load_initial().eval()  # scored under no_grad
 
@@ -392,6 +400,16 @@ class CoaugTrainer:
     def update(self, trained: list[tuple[Rollout, float]], step: int) -> dict[str, float]:
         config = self.config
         pad_id = self.policy.tokenizer.pad_token_id
+        # Only rollouts that carry a gradient are scored and back-propagated (gradient_rows), but every rollout's
+        # tokens count in its mini-batch's token mean (Dr. GRPO): mini-batches and token counts are drawn over all.
+        order = np.random.default_rng([config.seed, len(trained)]).permutation(len(trained))
+        chunks = np.array_split(order, min(config.mini_batches, len(order)))
+        completion_tokens = torch.tensor([len(r.completion_ids) for r, _ in trained], dtype=torch.float32)
+        # A KL penalty gives every rollout a gradient; under DDP every process must back-propagate.
+        every_row = self.accelerator.num_processes > 1 or config.kl_coef > 0
+        carrying = gradient_rows([a for _, a in trained], every_row=every_row)
+        active = {i: row for row, i in enumerate(carrying)}  # rollout index -> its row of `old`
+        trained = [trained[i] for i in carrying]
         sequences = [(r.prompt_ids, r.completion_ids) for r, _ in trained]
         score = dict(pad_id=pad_id, temperature=config.temperature, micro_batch_size=config.micro_batch_size)
         if all(r.sample is not None for r, _ in trained):
@@ -399,24 +417,25 @@ class CoaugTrainer:
         else:
             with torch.no_grad(), self.autocast():
                 old = completion_scores(self.model, sequences, with_entropy=True, **score)
-        entropy = float((old.entropy * old.mask).sum() / old.mask.sum())
-        kl_metric = {}
-        if config.kl_every and step % config.kl_every == 0:
+        entropy = float((old.entropy * old.mask).sum() / old.mask.sum())  # over the gradient rows
+        kl_metric, measure_kl = {}, config.kl_every and step % config.kl_every == 0
+        if measure_kl or config.kl_coef:
             with torch.no_grad(), self.autocast(), self.initial_policy() as initial:
                 reference = completion_scores(initial, sequences, with_entropy=False, **score)
+        if measure_kl:
             log_ratio = (reference.logprobs - old.logprobs) * old.mask
             kl_metric["kl_to_initial"] = float(
                 ((torch.exp(log_ratio) - log_ratio - 1) * old.mask).sum() / old.mask.sum()
             )  # k3
         advantage = torch.tensor([a for _, a in trained], dtype=torch.float32)
-        order = np.random.default_rng([config.seed, len(trained)]).permutation(len(trained))
         self.model.train()
         losses, clips, norms, skipped = [], [], [], 0
-        for chunk in np.array_split(order, min(config.mini_batches, len(order))):
-            with self.accelerator.split_between_processes(chunk.tolist()) as mine:
+        for chunk in chunks:
+            with self.accelerator.split_between_processes(chunk.tolist()) as drawn:
                 # The loss is the token mean over the whole mini-batch: each micro-batch's token mean is
                 # weighted by its share of the mini-batch's tokens, so the gradient equals one big forward.
-                tokens = old.mask[mine].sum().clamp(min=1)
+                tokens = completion_tokens[drawn].sum().clamp(min=1)
+                mine = [active[i] for i in drawn if i in active]
                 # The mini-batch's gradient is a sum over its rows, so their order is free: similar prompts
                 # together share a prefix and pad least, and rollouts of one prompt in a micro-batch compute
                 # it once (coaug.rl.sequence_logprobs.scoring_order).
@@ -437,10 +456,18 @@ class CoaugTrainer:
                         epsilon_low=config.epsilon_low,
                         epsilon_high=config.epsilon_high,
                     )
+                    part_loss = output.loss
+                    if config.kl_coef:
+                        drift = kl_penalty(scores.logprobs, reference.logprobs[part, :width], scores.mask)
+                        part_loss = part_loss + config.kl_coef * drift
                     share = scores.mask.sum() / tokens
-                    self.accelerator.backward(output.loss * share)
-                    loss += float(output.loss.detach() * share)
+                    self.accelerator.backward(part_loss * share)
+                    loss += float(part_loss.detach() * share)
                     clip_fraction += output.clip_fraction * float(share)
+            if not mine:  # every rollout drawn has advantage 0: Adam still takes its step on a zero gradient
+                for parameter in self.model.parameters():
+                    if parameter.requires_grad:
+                        parameter.grad = torch.zeros_like(parameter)
             norm = self.accelerator.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             if torch.isfinite(torch.as_tensor(norm)):
                 self.optimizer.step()
@@ -464,6 +491,13 @@ class CoaugTrainer:
             "skipped_update": 0.0,
             "optimizer_steps": float(len(losses) - skipped),
         }
+
+
+def gradient_rows(advantages: list[float], *, every_row: bool) -> list[int]:
+    """The rollouts the update scores and back-propagates: those with a non-zero advantage, as a zero one adds
+    exactly nothing to the clipped loss or its gradient. ``every_row`` (under DDP, where each process must
+    back-propagate through the model in every mini-batch): all of them."""
+    return [i for i, a in enumerate(advantages) if a != 0 or every_row]
 
 
 def rollout_policy(policy: Policy, compute_dtype: str) -> Policy:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from coaug.rl.ppo_loss import clipped_policy_loss
+from coaug.rl.ppo_loss import clipped_policy_loss, kl_penalty
 
 
 def test_ratio_one_gives_minus_mean_advantage_per_token():
@@ -39,3 +39,20 @@ def test_log_ratio_is_clamped_and_gradients_flow():
     out = clipped_policy_loss(logp * 0.0 + 0.1, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
     out.loss.backward()
     assert logp.grad is not None
+
+
+def test_kl_penalty_is_k3_per_token_averaged_over_real_tokens():
+    logp = torch.tensor([[math.log(0.5), math.log(0.25), 0.0]], requires_grad=True)
+    reference = torch.tensor([[math.log(0.25), math.log(0.25), 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])  # the third token is padding
+    penalty = kl_penalty(logp, reference, mask)
+    # r = log(0.25/0.5) = -log 2: exp(r) - r - 1 = 0.5 + log 2 - 1; r = 0 on the second token: 0
+    assert penalty.item() == pytest.approx((0.5 + math.log(2) - 1) / 2)
+    penalty.backward()
+    # d/dlogp (exp(ref - logp) + logp - ref - 1) = 1 - exp(ref - logp): the policy is pulled back to the reference
+    assert logp.grad[0].tolist() == pytest.approx([(1 - 0.5) / 2, 0.0, 0.0])
+
+
+def test_kl_penalty_is_zero_where_policy_and_reference_agree():
+    logp = torch.log(torch.tensor([[0.3, 0.7]]))
+    assert kl_penalty(logp, logp.clone(), torch.ones(1, 2)).item() == 0.0

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from coaug import params as P
@@ -41,6 +42,7 @@ STEP_METRICS = {
     "generation_seconds",
     "update_seconds",
     "step_seconds",
+    "step_cpu_seconds",
     "loss",
     "clip_fraction",
     "grad_norm",
@@ -399,6 +401,59 @@ def test_old_logprobs_are_recomputed_when_the_update_computes_in_bf16(params, sc
     params["train"].update(steps=1, dtype="bfloat16", old_logprobs="auto")
     run_training(params, lambda *_: None, lambda *_: None)
     assert scored.count(True) == 1  # bf16 rollouts sample in other arithmetic than the update: one scoring pass
+
+
+def test_rollouts_with_zero_advantage_are_not_back_propagated_and_change_nothing(params, tmp_path, monkeypatch):
+    """The update scores only rollouts with a non-zero advantage; scoring every one (as under DDP) gives the
+    same gradient."""
+    # float32: old log-probs recorded, not scored; one mini-batch: one gradient, taken from the same weights.
+    params["train"].update(steps=1, dtype="float32", kl_every=0, mini_batches=1)
+    select, score, clip = trainer_module.gradient_rows, trainer_module.completion_scores, Accelerator.clip_grad_norm_
+    scored, gradients = [], []
+    monkeypatch.setattr(
+        trainer_module, "completion_scores", lambda m, seqs, **kw: scored.append(len(seqs)) or score(m, seqs, **kw)
+    )
+
+    def recording_clip(self, parameters, *args):
+        parameters = list(parameters)
+        gradients.append([p.grad.clone() for p in parameters])
+        return clip(self, parameters, *args)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", recording_clip)
+    rows, nonzero = {}, {}
+    for name, every_row in (("nonzero", False), ("every", True)):
+        monkeypatch.setattr(
+            trainer_module, "gradient_rows", lambda adv, keep=every_row, **_: select(adv, every_row=keep)
+        )
+        params["train_outputs"].update(checkpoints_dir=str(tmp_path / name), policies_dir=str(tmp_path / name))
+        logged, scored[:] = {}, []
+        run_training(params, lambda step, m: logged.update(m), lambda *_: None)
+        rows[name], nonzero[name] = sum(scored), logged["advantage_nonzero"]
+    assert nonzero["nonzero"] == nonzero["every"] == 33 / 36  # the same step: 3 of its 36 rollouts carry no advantage
+    assert (rows["nonzero"], rows["every"]) == (33, 36)
+    (skipping,), (every,) = gradients[:1], gradients[1:]
+    for mine, reference in zip(skipping, every, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-8)
+
+
+def test_a_kl_penalty_scores_every_rollout_against_the_initial_policy(params, tmp_path, monkeypatch):
+    params["train"].update(steps=1, dtype="float32", kl_every=0)  # old log-probs recorded: no scoring pass for them
+    score, scored = trainer_module.completion_scores, []
+    monkeypatch.setattr(
+        trainer_module, "completion_scores", lambda m, seqs, **kw: scored.append(len(seqs)) or score(m, seqs, **kw)
+    )
+    rows, trained = {}, {}
+    for coef in (0.0, 1.0):
+        name = f"kl{coef}"
+        params["train"]["kl_coef"] = coef
+        params["train_outputs"].update(checkpoints_dir=str(tmp_path / name), policies_dir=str(tmp_path / name))
+        scored[:] = []
+        run_training(params, lambda *_: None, lambda *_: None)
+        rows[coef], trained[coef] = sum(scored), weights(tmp_path / name / "coaug")
+    # Without: the 33 rollouts with an advantage. With: the initial policy scores all 36, and all 36 are updated.
+    assert rows == {0.0: 33, 1.0: 72}
+    # The first mini-batch starts at the initial weights (no KL gradient yet); the second is pulled back.
+    assert any(not torch.equal(trained[0.0][k], trained[1.0][k]) for k in trained[0.0])
 
 
 def test_an_unknown_old_logprobs_setting_fails(params):

@@ -25,8 +25,8 @@ from .conftest import REPO, TINY_BEIR, edited
 from .tiny_models import build_tiny_word_llama
 
 MODEL = "coaug-policy"
-SYSTEM = "coaug_trained_flat"
-DENSE_SYSTEM = "coaug_trained_dense"
+SYSTEM = "both_coaug_flat"
+DENSE_SYSTEM = "both_coaug_dense"
 BASELINE = "bm25_flat"
 # The test split of the tiny collection; multiples of 1/64 survive the 6-decimal per-query file exactly.
 BASELINE_SCORES = {"Q1": 0.5, "Q2": 0.25, "Q3": 0.75}

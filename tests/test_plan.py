@@ -65,7 +65,7 @@ def test_plan_text_counts_lists_and_totals_the_stages():
 def test_the_main_job_plan_names_its_command_and_then_what_make_experiments_adds():
     assert plan_text([("train@coaug", 60.0)], "x", "make pipeline").startswith("make pipeline will run 1 stage(s);")
     assert plan_text([], "x", "make pipeline") == "make pipeline: every stage is up to date, nothing to run\n"
-    assert rest_text([("train@qonly", 3000.0), ("evaluate_aug@qonly_rl_flat", None)]) == (
+    assert rest_text([("train@qonly", 3000.0), ("evaluate_aug@query_qonly_flat", None)]) == (
         "make experiments would then run 2 more stage(s), outside main_job: ~50 min 00 s + 1 stage(s) never recorded\n"
     )
     assert rest_text([]) == "make experiments: nothing more to run\n"
@@ -87,7 +87,7 @@ def test_the_main_job_evaluates_every_plain_system_and_those_its_passes_and_poli
     [
         ("augmentations", ["untrained", "untrianed"], "main_job.augmentations: unknown untrianed (defined in "),
         ("train_variants", ["coaug", "qonly", "cotnrol"], "main_job.train_variants: unknown cotnrol (defined in "),
-        ("train_variants", ["control"], "promotion names coaug_trained_flat, coaug_trained_dense, outside the "),
+        ("train_variants", ["control"], "promotion names both_coaug_flat, both_coaug_dense, outside the "),
     ],
     ids=["augmentation", "variant", "no-promotion"],
 )

@@ -52,7 +52,7 @@ def make_project(root: Path, source: Path) -> Path:
     params["trained_augmentations"] = {"trained_sparse": params["trained_augmentations"]["trained_sparse"]}
     # The trained systems are the ones `promote` evaluates and serves; the untrained ones are the indexes of the
     # training's index reward and dev curve (train.reward_system, train.curve_systems: train@ deps).
-    kept = ("coaug_untrained_flat", "coaug_untrained_multifield", "coaug_trained_flat", "coaug_trained_dense")
+    kept = ("both_untrained_flat", "both_untrained_multifield", "both_coaug_flat", "both_coaug_dense")
     params["augmented_systems"] = {name: params["augmented_systems"][name] for name in kept}
     # The README's headline table names systems: only those the tiny project has.
     defined = {*params["systems"], *kept}

@@ -36,19 +36,19 @@ def lock_of(metrics: Path, *names: str) -> dict[str, dict]:
     stages = {
         "prepare": record({"beir": "b.dir"}, {"data/tiny": "d.dir"}),
         "augment@untrained": record({"data/tiny": "d.dir"}, {"augmented/untrained": "u2.dir"}),
-        "index_aug@coaug_untrained_flat": record(
+        "index_aug@both_untrained_flat": record(
             {"augmented/untrained": "u2.dir", "data/tiny/corpus.jsonl": "not-compared"},
-            {"indexes/coaug_untrained_flat": "i2.dir"},
+            {"indexes/both_untrained_flat": "i2.dir"},
         ),
-        "train@qonly": record({"indexes/coaug_untrained_flat": "i1.dir"}, {"models/qonly": "q.dir"}),
+        "train@qonly": record({"indexes/both_untrained_flat": "i1.dir"}, {"models/qonly": "q.dir"}),
         "augment_trained@qonly_sparse": record({"models/qonly": "q.dir"}, {"augmented/qonly_sparse": "a.dir"}),
-        "index_aug@qonly_rl_flat": record({"augmented/qonly_sparse": "a.dir"}, {"indexes/qonly_rl_flat": "x.dir"}),
+        "index_aug@query_qonly_flat": record({"augmented/qonly_sparse": "a.dir"}, {"indexes/query_qonly_flat": "x.dir"}),
     }
     upstream = {
         "bm25_flat": {"data/tiny/queries.jsonl": "not-compared"},
-        "coaug_untrained_flat": {"indexes/coaug_untrained_flat": "i2.dir"},
-        "coaug_trained_flat": {},
-        "qonly_rl_flat": {"indexes/qonly_rl_flat": "x.dir", "augmented/qonly_sparse": "a.dir"},
+        "both_untrained_flat": {"indexes/both_untrained_flat": "i2.dir"},
+        "both_coaug_flat": {},
+        "query_qonly_flat": {"indexes/query_qonly_flat": "x.dir", "augmented/qonly_sparse": "a.dir"},
     }
     for name in names:
         files = [metrics / f"{name}.json", metrics / f"{name}.perquery.tsv"]
@@ -63,9 +63,9 @@ def evaluated(tmp_path):
     params = report_params(tmp_path)
     for name, values in {
         "bm25_flat": scores(0.5, 0.1, 0.3),
-        "coaug_untrained_flat": scores(0.6, 0.1, 0.2),
-        "coaug_trained_flat": scores(0.7, 0.3, 0.2),
-        "qonly_rl_flat": scores(0.4, 0.2, 0.5),
+        "both_untrained_flat": scores(0.6, 0.1, 0.2),
+        "both_coaug_flat": scores(0.7, 0.3, 0.2),
+        "query_qonly_flat": scores(0.4, 0.2, 0.5),
     }.items():
         write_metrics(params, name, values)
     return params, Path(params["outputs"]["metrics_dir"])
@@ -77,28 +77,28 @@ def reason(stages: dict, metrics: Path, name: str, stage: str) -> str | None:
 
 def test_metrics_are_current_when_dvc_lock_records_them_and_everything_upstream(evaluated):
     _, metrics = evaluated
-    stages = lock_of(metrics, "bm25_flat", "coaug_untrained_flat")
+    stages = lock_of(metrics, "bm25_flat", "both_untrained_flat")
     # A dep inside a folder another stage makes is not compared (the dataset checksum covers the prepared files).
     assert reason(stages, metrics, "bm25_flat", "evaluate@bm25_flat") is None
-    assert reason(stages, metrics, "coaug_untrained_flat", "evaluate_aug@coaug_untrained_flat") is None
+    assert reason(stages, metrics, "both_untrained_flat", "evaluate_aug@both_untrained_flat") is None
 
 
 def test_a_metrics_file_dvc_lock_does_not_record_is_stale(evaluated):
     _, metrics = evaluated
-    stages = lock_of(metrics, "coaug_untrained_flat")
-    (metrics / "coaug_untrained_flat.perquery.tsv").write_text("query_id\tNDCG@10\nq0\t0.9\n")  # by hand
-    assert reason(stages, metrics, "coaug_untrained_flat", "evaluate_aug@coaug_untrained_flat") == (
-        f"{metrics}/coaug_untrained_flat.perquery.tsv is not the file dvc.lock records for "
-        "evaluate_aug@coaug_untrained_flat"
+    stages = lock_of(metrics, "both_untrained_flat")
+    (metrics / "both_untrained_flat.perquery.tsv").write_text("query_id\tNDCG@10\nq0\t0.9\n")  # by hand
+    assert reason(stages, metrics, "both_untrained_flat", "evaluate_aug@both_untrained_flat") == (
+        f"{metrics}/both_untrained_flat.perquery.tsv is not the file dvc.lock records for "
+        "evaluate_aug@both_untrained_flat"
     )
     assert reason(stages, metrics, "bm25_flat", "evaluate@bm25_flat") == "dvc.lock has no record of evaluate@bm25_flat"
 
 
 def test_metrics_made_before_an_input_upstream_was_remade_are_stale(evaluated):
     _, metrics = evaluated
-    stages = lock_of(metrics, "qonly_rl_flat")
-    assert reason(stages, metrics, "qonly_rl_flat", "evaluate_aug@qonly_rl_flat") == (
-        "index_aug@coaug_untrained_flat remade indexes/coaug_untrained_flat after train@qonly ran"
+    stages = lock_of(metrics, "query_qonly_flat")
+    assert reason(stages, metrics, "query_qonly_flat", "evaluate_aug@query_qonly_flat") == (
+        "index_aug@both_untrained_flat remade indexes/both_untrained_flat after train@qonly ran"
     )
 
 
@@ -111,46 +111,46 @@ def test_read_lock_gives_the_stage_records_or_none_without_a_lock(tmp_path):
 
 def test_the_report_shows_current_rows_only_and_names_the_command_of_every_other(evaluated):
     params, metrics = evaluated
-    stages = lock_of(metrics, "bm25_flat", "coaug_untrained_flat", "qonly_rl_flat")  # coaug_trained_flat unrecorded
+    stages = lock_of(metrics, "bm25_flat", "both_untrained_flat", "query_qonly_flat")  # both_coaug_flat unrecorded
     systems = [
-        *("bm25_flat", "coaug_untrained_flat", "coaug_trained_flat", "qonly_rl_flat"),
-        *("control_trained_flat", "donly_rl_flat"),  # never evaluated
+        *("bm25_flat", "both_untrained_flat", "both_coaug_flat", "query_qonly_flat"),
+        *("both_control_flat", "doc_donly_flat"),  # never evaluated
     ]
     typed = typed_params(params)
     sections = (typed.evaluation, typed.outputs, typed.dataset, typed.systems, typed.augmented_systems)
 
-    experiments = ["qonly_rl_flat", "donly_rl_flat"]  # outside the main job
+    experiments = ["query_qonly_flat", "doc_donly_flat"]  # outside the main job
     summary, paths = report.write_report(systems, *sections, lock=stages, experiments=experiments)
 
-    assert list(summary) == ["bm25_flat", "coaug_untrained_flat"]
+    assert list(summary) == ["bm25_flat", "both_untrained_flat"]
     page = paths["page"].read_text()
     cells = {
-        "coaug_trained_flat": "stale (not current by dvc.lock): `dvc repro evaluate_aug@coaug_trained_flat`",
-        "qonly_rl_flat": "stale (not current by dvc.lock): `make experiments`",
-        "control_trained_flat": "not run: `dvc repro evaluate_aug@control_trained_flat`",
-        "donly_rl_flat": "not run: `make experiments`",
+        "both_coaug_flat": "stale (not current by dvc.lock): `dvc repro evaluate_aug@both_coaug_flat`",
+        "query_qonly_flat": "stale (not current by dvc.lock): `make experiments`",
+        "both_control_flat": "not run: `dvc repro evaluate_aug@both_control_flat`",
+        "doc_donly_flat": "not run: `make experiments`",
     }
     for name, cell in cells.items():
         assert f"| {name} | {cell} |" in page
     table = paths["table"].read_text()
     assert table.endswith(
         "\nLeft out, their metrics are not current by dvc.lock's records:\n\n"
-        "- coaug_trained_flat: dvc.lock has no record of evaluate_aug@coaug_trained_flat\n"
-        "- qonly_rl_flat: index_aug@coaug_untrained_flat remade indexes/coaug_untrained_flat after "
+        "- both_coaug_flat: dvc.lock has no record of evaluate_aug@both_coaug_flat\n"
+        "- query_qonly_flat: index_aug@both_untrained_flat remade indexes/both_untrained_flat after "
         "train@qonly ran\n"
     )
     # Without a lock (stages run by hand) nothing is checked: every file counts.
     summary, _ = report.write_report(systems, *sections)
-    assert list(summary) == ["bm25_flat", "coaug_untrained_flat", "coaug_trained_flat", "qonly_rl_flat"]
+    assert list(summary) == ["bm25_flat", "both_untrained_flat", "both_coaug_flat", "query_qonly_flat"]
 
 
 def test_a_stale_baseline_fails_the_report_naming_its_command(evaluated):
     params, metrics = evaluated
-    stages = lock_of(metrics, "coaug_untrained_flat")
+    stages = lock_of(metrics, "both_untrained_flat")
     typed = typed_params(params)
     sections = (typed.evaluation, typed.outputs, typed.dataset, typed.systems, typed.augmented_systems)
     with pytest.raises(CoaugError) as raised:
-        report.write_report(["bm25_flat", "coaug_untrained_flat"], *sections, lock=stages)
+        report.write_report(["bm25_flat", "both_untrained_flat"], *sections, lock=stages)
     assert str(raised.value) == (
         "baseline 'bm25_flat' cannot be reported: dvc.lock has no record of evaluate@bm25_flat — run "
         "`dvc repro evaluate@bm25_flat`"

@@ -74,28 +74,28 @@ def test_the_committed_readme_table_and_results_page_are_what_the_committed_metr
 
 def test_a_metric_file_changed_without_rerendering_fails_the_comparison(tmp_path):
     metrics = metrics_copy(tmp_path)
-    path = metrics / "coaug_trained_flat.json"
+    path = metrics / "both_coaug_flat.json"
     changed = json.loads(path.read_text())
     changed["NDCG@10"] += 0.0123
     path.write_text(json.dumps(changed))
     readme, page = render(tmp_path, metrics)
     assert block(readme) != block(README.read_text()) and page != PAGE.read_text()
     value = f"| {changed['NDCG@10']:.4f} |"
-    assert value in row(block(readme), "coaug_trained_flat") and value in row(page, "coaug_trained_flat")
+    assert value in row(block(readme), "both_coaug_flat") and value in row(page, "both_coaug_flat")
 
 
 def test_a_system_without_metrics_is_a_row_naming_its_command_never_an_old_value(tmp_path):
     metrics = metrics_copy(tmp_path)
     for suffix in (".json", ".perquery.tsv"):
-        (metrics / f"control_trained_flat{suffix}").unlink()
+        (metrics / f"both_control_flat{suffix}").unlink()
     readme, page = render(tmp_path, metrics)
-    command = "not run: `dvc repro evaluate_aug@control_trained_flat`"
+    command = "not run: `dvc repro evaluate_aug@both_control_flat`"
     for text in (block(readme), page):
-        line = row(text, "control_trained_flat")
+        line = row(text, "both_control_flat")
         assert command in line and not re.search(r"\d\.\d{4}", line)
     assert row(page, "flat").split(" | ")[4] == "not run"  # the policy block's control column
     assert (
-        "- `coaug_trained_flat` against `control_trained_flat`: `dvc repro evaluate_aug@control_trained_flat`" in page
+        "- `both_coaug_flat` against `both_control_flat`: `dvc repro evaluate_aug@both_control_flat`" in page
     )
 
 
@@ -123,7 +123,7 @@ def test_a_readme_without_one_pair_of_markers_is_one_line(text):
 
 def test_policy_block_says_not_run_where_a_configured_system_has_no_metrics():
     summary = {"bm25_flat": {"NDCG@10": 0.32181}}
-    configured = {"flat": {"baseline": "bm25_flat", "trained": "coaug_trained_flat"}, "dense": {"baseline": "absent"}}
+    configured = {"flat": {"baseline": "bm25_flat", "trained": "both_coaug_flat"}, "dense": {"baseline": "absent"}}
     assert policy_block(summary, configured, "NDCG@10", missing="not run") == (
         "| retriever | baseline | trained |\n|---|---|---|\n| flat | 0.3218 | not run |\n| dense | not run |  |\n"
     )

@@ -135,10 +135,10 @@ def test_report_names_systems_not_evaluated_yet(tmp_path):
     params = report_params(tmp_path)
     write_metrics(params, "bm25_flat", scores(0.5, 0.1))
     write_metrics(params, "dense", scores(0.7, 0.3))
-    summary, paths = write_report(params, ["bm25_flat", "dense", "coaug_trained_flat"])
+    summary, paths = write_report(params, ["bm25_flat", "dense", "both_coaug_flat"])
     assert list(summary) == ["bm25_flat", "dense"]
     assert summary["dense"]["vs_bm25_flat"]["mean_diff"] == pytest.approx(0.2)
-    assert paths["table"].read_text().endswith("\nNot evaluated yet: coaug_trained_flat.\n")
+    assert paths["table"].read_text().endswith("\nNot evaluated yet: both_coaug_flat.\n")
 
 
 def test_comparisons_table_lists_evaluated_pairs_only():

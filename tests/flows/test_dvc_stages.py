@@ -25,14 +25,14 @@ def test_every_stage_follows_its_dependencies():
     assert (
         order.index("train@coaug")
         < order.index("augment_trained@trained_sparse")
-        < order.index("index_aug@coaug_trained_flat")
+        < order.index("index_aug@both_coaug_flat")
     )
     assert (
         order.index("train@control")
         < order.index("augment_trained@control_sparse")
-        < order.index("index_aug@control_trained_flat")
+        < order.index("index_aug@both_control_flat")
     )
-    assert order.index("evaluate_aug@coaug_trained_flat") < order.index("report")
+    assert order.index("evaluate_aug@both_coaug_flat") < order.index("report")
 
 
 def test_unknown_target_names_the_stage():

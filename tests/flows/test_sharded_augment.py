@@ -46,7 +46,7 @@ def test_shard_command_and_augment_stages():
     ]  # fmt: skip
     assert augmentation_name("augment@untrained") == "untrained"
     assert augmentation_name("augment_trained@trained_sparse") == "trained_sparse"
-    assert [augmentation_name(s) for s in ("train", "index@bm25_flat", "index_aug@coaug_untrained_flat")] == [None] * 3
+    assert [augmentation_name(s) for s in ("train", "index@bm25_flat", "index_aug@both_untrained_flat")] == [None] * 3
 
 
 def test_task_runner_by_param(monkeypatch):

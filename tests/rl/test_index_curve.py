@@ -13,7 +13,7 @@ from coaug.rl.run import real_indexes
 
 from ..augment_project import make_project, read_params, write_params
 
-SYSTEMS = ["qonly_untrained_flat", "coaug_untrained_multifield"]
+SYSTEMS = ["query_untrained_flat", "both_untrained_multifield"]
 
 
 def test_step_zero_equals_coaug_evaluate_of_the_untrained_query_side(tmp_path, monkeypatch):
@@ -24,7 +24,7 @@ def test_step_zero_equals_coaug_evaluate_of_the_untrained_query_side(tmp_path, m
     params["outputs"].update(
         {name: str(root / name) for name in ("indexes_dir", "runs_dir", "metrics_dir", "reports_dir")}
     )
-    params["train"].update(curve_systems=SYSTEMS, reward_system="qonly_untrained_flat")
+    params["train"].update(curve_systems=SYSTEMS, reward_system="query_untrained_flat")
     write_params(root, params)
     monkeypatch.chdir(root)
     assert main(["augment", "--name", "untrained"]) == 0
@@ -33,7 +33,7 @@ def test_step_zero_equals_coaug_evaluate_of_the_untrained_query_side(tmp_path, m
         assert main(["evaluate", "--system", system]) == 0
 
     typed = load_params(root / "params.yaml")
-    indexes = real_indexes(typed, "qonly_untrained_flat", SYSTEMS)
+    indexes = real_indexes(typed, "query_untrained_flat", SYSTEMS)
     prepared = root / "data" / "synthetic"
     curve = DevCurve(
         indexes.curve_systems,

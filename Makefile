@@ -62,7 +62,9 @@ experiments: setup
 
 # One pytest worker per core (pytest-xdist), a test file per worker at a time (module fixtures build once), one
 # math thread per worker: two workers of two threads each on two cores slow each other down several-fold.
-PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $$(nproc) --dist loadfile
+# Files in collection order, which puts the `long` ones first (tests/conftest.py): xdist's default order (most
+# tests first) left the few minute-long files to the end, where one worker ran two of them while the other idled.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $$(nproc) --dist loadfile --no-loadscope-reorder
 
 test: setup
 	cd $(ROOT) && $(PYTEST)

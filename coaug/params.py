@@ -109,6 +109,11 @@ def system(params: Params, name: str) -> SystemRecipe:
         raise CoaugError(f"params: unknown system '{name}' (defined: {', '.join(system_names(params))})")
     entry = params.augmented_systems[name]
     augmentation(params, entry.augmentation)  # fails on an unknown augmentation
+    if entry.query_repeat == 0 and not (entry.augment_queries and entry.retriever != "dense"):
+        raise CoaugError(
+            f"params: augmented_systems.{name}.query_repeat: 0 (the augmentation alone) needs augment_queries: true "
+            "and a BM25 retriever"
+        )
     folder = Path(params.augment.out_dir) / entry.augmentation
     prepared = Path(params.dataset.prepared_dir)
     return SystemRecipe(

@@ -167,7 +167,9 @@ class AugmentedSystem:
     augmentation: str = knob("a key of augmentations or trained_augmentations")
     augment_docs: bool = knob("join the augmentation to each document")
     augment_queries: bool = knob("join the augmentation to each query")
-    query_repeat: int = knob("times the original query is repeated before its augmentation (BM25)", minimum=1)
+    query_repeat: int = knob(
+        "times the original query is repeated before its augmentation (BM25); 0 = the augmentation alone", minimum=0
+    )
 
 
 @dataclass(frozen=True)

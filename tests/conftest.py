@@ -4,6 +4,7 @@ import dataclasses
 import logging
 import shutil
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,17 @@ runtime_env.configure()
 REPO = Path(__file__).resolve().parents[1]
 TINY_BEIR = Path(__file__).parent / "fixtures" / "tiny_beir"
 NFCORPUS = REPO.parent / "shared" / "datasets" / "nfcorpus"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a ``long`` test first, each file's tests kept together and in order (a stable sort): with
+    ``--dist loadfile --no-loadscope-reorder`` (make test) the workers start on them and the short files fill in
+    around them, so both finish together. Among them the file with most tests first, as xdist orders by default:
+    a worker takes a second file while its first has two tests or fewer left, so two long files of two tests
+    would both go to the first worker."""
+    tests_per_file = Counter(item.path for item in items)
+    long_files = {item.path for item in items if item.get_closest_marker("long")}
+    items.sort(key=lambda item: -tests_per_file[item.path] if item.path in long_files else 0)
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from .conftest import REPO, TINY_BEIR
 from .flows.test_pipeline import EXPECTED_ORDER
 from .tiny_project import make_project
 
+pytestmark = pytest.mark.long
+
 CLEAN_PATH = "/usr/local/bin:/usr/bin:/bin"
 UP_TO_DATE = "make pipeline: every stage is up to date, nothing to run\n"
 # No system of the tiny project uses these passes, so the main job leaves them to `make experiments`.

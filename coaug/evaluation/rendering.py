@@ -95,7 +95,8 @@ def describe(name: str, plain: dict[str, System], augmented: dict[str, Augmented
     if name not in augmented:
         raise CoaugError(f"params: unknown system '{name}' (not in systems or augmented_systems)")
     entry = augmented[name]
-    queries = "queries" + (f" (original ×{entry.query_repeat})" if entry.query_repeat > 1 else "")
+    repeat = {0: " (augmentation alone)", 1: ""}.get(entry.query_repeat, f" (original ×{entry.query_repeat})")
+    queries = "queries" + repeat
     sides = " + ".join(
         side for side, on in ((queries, entry.augment_queries), ("documents", entry.augment_docs)) if on
     )

@@ -1,7 +1,8 @@
 """How an augmentation joins its original text for each retriever (METHOD §7, §10).
 
 Sparse queries repeat the original ``query_repeat`` times before the augmentation: 1 is the paper,
-5 is Query2doc's weighting (the sign of the effect on NFCorpus depends on it). Documents get the
+5 is Query2doc's weighting (the sign of the effect on NFCorpus depends on it), 0 searches the augmentation alone
+(a reward that gives nothing to an augmentation that matches nothing). Documents get the
 augmentation appended to ``contents`` (flat), in the ``title`` field (multifield, the paper's sparse eval),
 or in front of the text (dense).
 """

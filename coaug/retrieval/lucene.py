@@ -19,6 +19,7 @@ from tqdm import tqdm
 from coaug import runtime_env
 from coaug.atomic_io import atomic_directory
 from coaug.errors import CoaugError
+from coaug.retrieval.anserini_searcher import AnseriniSearcher
 from coaug.retrieval.trec_run import Run
 
 logger = logging.getLogger(__name__)
@@ -73,13 +74,7 @@ class Bm25Searcher:
     def __init__(self, index_dir: str | Path, k1: float, b: float, fields: dict[str, float] | None = None):
         if not any(Path(index_dir).glob("segments_*")):
             raise CoaugError(f"{index_dir}: not a Lucene index (run `coaug index` first)")
-        runtime_env.configure()
-        from pyserini.search.lucene import LuceneSearcher
-
-        # Absolute: the JVM resolves a relative path against ITS working directory, the one of the process
-        # when the JVM started, not the current one.
-        self._searcher = LuceneSearcher(str(Path(index_dir).resolve()))
-        self._searcher.set_bm25(k1=k1, b=b)
+        self._searcher = AnseriniSearcher(index_dir, k1, b)
         self._fields = dict(fields or {})
 
     def search(self, queries: dict[str, str], hits: int, threads: int, batch_size: int) -> Run:
@@ -89,10 +84,8 @@ class Bm25Searcher:
         with tqdm(total=len(qids), desc="bm25 search", unit="q") as bar:
             for start in range(0, len(qids), batch_size):
                 batch = qids[start : start + batch_size]
-                results = self._searcher.batch_search(
-                    [queries[q] for q in batch], batch, k=hits, threads=threads, fields=self._fields
-                )
+                results = self._searcher.batch_search([queries[q] for q in batch], batch, hits, threads, self._fields)
                 for qid in batch:
-                    run[qid] = [(hit.docid, float(hit.score)) for hit in results.get(qid, [])]
+                    run[qid] = results.get(qid, [])
                 bar.update(len(batch))
         return run

@@ -23,6 +23,7 @@ import numpy as np
 
 from coaug import runtime_env
 from coaug.errors import CoaugError
+from coaug.retrieval.anserini_searcher import AnseriniSearcher
 
 # org.apache.lucene.util.SmallFloat: a length below NUM_FREE_VALUES is stored exactly, longer ones with a
 # 4-bit mantissa (3 stored bits and an implicit leading one).
@@ -100,13 +101,10 @@ class LuceneIndex:
             raise CoaugError(f"{index_dir}: not a Lucene index (run `coaug index` first)")
         runtime_env.configure()
         from pyserini.index.lucene import LuceneIndexReader
-        from pyserini.search.lucene import LuceneSearcher
 
-        # Absolute, as coaug.retrieval.lucene.Bm25Searcher: the JVM keeps the working directory it started in.
-        location = str(Path(index_dir).resolve())
-        self._reader = LuceneIndexReader(location)
-        self._searcher = LuceneSearcher(location)
-        self._searcher.set_bm25(k1=k1, b=b)
+        # Absolute, as AnseriniSearcher opens it: the JVM keeps the working directory it started in.
+        self._reader = LuceneIndexReader(str(Path(index_dir).resolve()))
+        self._searcher = AnseriniSearcher(index_dir, k1, b)
         self.k1, self.b = k1, b
         totals = self._reader.stats()
         frequencies = {term.term: term.df for term in self._reader.terms()}
@@ -120,8 +118,8 @@ class LuceneIndex:
     def search(self, texts: list[str], hits: int, threads: int) -> list[list[tuple[str, float]]]:
         """The top ``hits`` ``(doc_id, score)`` of each query text, in order."""
         labels = [str(i) for i in range(len(texts))]
-        results = self._searcher.batch_search(texts, labels, k=hits, threads=threads)
-        return [[(hit.docid, float(hit.score)) for hit in results.get(label, [])] for label in labels]
+        results = self._searcher.batch_search(texts, labels, hits, threads)
+        return [results.get(label, []) for label in labels]
 
     def scores(self, queries: list[str], documents: list[str]) -> np.ndarray:
         """(queries, documents) BM25 scores of document TEXTS as if indexed in place of what the index holds."""

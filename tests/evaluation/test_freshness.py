@@ -42,7 +42,9 @@ def lock_of(metrics: Path, *names: str) -> dict[str, dict]:
         ),
         "train@qonly": record({"indexes/both_untrained_flat": "i1.dir"}, {"models/qonly": "q.dir"}),
         "augment_trained@qonly_sparse": record({"models/qonly": "q.dir"}, {"augmented/qonly_sparse": "a.dir"}),
-        "index_aug@query_qonly_flat": record({"augmented/qonly_sparse": "a.dir"}, {"indexes/query_qonly_flat": "x.dir"}),
+        "index_aug@query_qonly_flat": record(
+            {"augmented/qonly_sparse": "a.dir"}, {"indexes/query_qonly_flat": "x.dir"}
+        ),
     }
     upstream = {
         "bm25_flat": {"data/tiny/queries.jsonl": "not-compared"},

@@ -14,9 +14,9 @@ import yaml
 from coaug import params as P
 from coaug.errors import CoaugError
 from coaug.evaluation.freshness import read_lock
-from coaug.evaluation.rendering import BEGIN, END, policy_block, with_block
+from coaug.evaluation.rendering import BEGIN, END, describe, policy_block, with_block
 from coaug.evaluation.report import write_report
-from coaug.params_schema import typed_params
+from coaug.params_schema import AugmentedSystem, typed_params
 
 from ..conftest import REPO
 
@@ -94,9 +94,7 @@ def test_a_system_without_metrics_is_a_row_naming_its_command_never_an_old_value
         line = row(text, "both_control_flat")
         assert command in line and not re.search(r"\d\.\d{4}", line)
     assert row(page, "flat").split(" | ")[4] == "not run"  # the policy block's control column
-    assert (
-        "- `both_coaug_flat` against `both_control_flat`: `dvc repro evaluate_aug@both_control_flat`" in page
-    )
+    assert "- `both_coaug_flat` against `both_control_flat`: `dvc repro evaluate_aug@both_control_flat`" in page
 
 
 def test_the_readme_is_user_documentation():
@@ -127,3 +125,11 @@ def test_policy_block_says_not_run_where_a_configured_system_has_no_metrics():
     assert policy_block(summary, configured, "NDCG@10", missing="not run") == (
         "| retriever | baseline | trained |\n|---|---|---|\n| flat | 0.3218 | not run |\n| dense | not run |  |\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("repeat", "words"), [(0, "queries (augmentation alone)"), (1, "queries"), (5, "queries (original ×5)")]
+)
+def test_a_system_says_how_it_weights_the_original_query(repeat, words):
+    entry = AugmentedSystem("bm25_flat", "untrained", augment_docs=True, augment_queries=True, query_repeat=repeat)
+    assert describe("s", {}, {"s": entry}) == ("BM25, title + text", f"`untrained`: {words} + documents")

@@ -50,6 +50,7 @@ def prefect_server():
         yield
 
 
+@pytest.mark.long
 def test_flow_runs_every_stage_in_order_then_skips_them(prefect_server, tmp_path):
     project = make_project(tmp_path / "project", TINY_BEIR)
     assert pipeline(repo=str(project), retries=0) == EXPECTED_ORDER

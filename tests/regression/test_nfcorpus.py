@@ -15,7 +15,7 @@ from coaug.cli import main
 
 from ..conftest import NFCORPUS, REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 EXPECTED = yaml.safe_load((Path(__file__).parent / "expected.yaml").read_text())["nfcorpus"]
 

@@ -7,7 +7,7 @@ import pytest
 from coaug import params as P
 from coaug.errors import CoaugError
 from coaug.params import load_params
-from coaug.params_schema import System
+from coaug.params_schema import AugmentedSystem, System
 from coaug.retrieval import dense, retrievers
 
 from ..conftest import REPO, TINY_BEIR, edited
@@ -103,3 +103,26 @@ def test_a_name_defined_in_two_sections_is_one_clear_error(lookup, sections):
     assert (
         str(raised.value) == f"params: '{name}' is defined in both {sections[0]} and {sections[1]}: rename one of them"
     )
+
+
+@pytest.mark.parametrize(
+    ("changes", "valid"),
+    [
+        ({}, True),
+        ({"augment_queries": False}, False),
+        ({"retriever": "dense"}, False),
+    ],
+)
+def test_query_repeat_0_needs_augmented_queries_on_bm25(params, changes, valid):
+    """The augmentation alone is the whole search string: without augmented queries (or with a dense retriever,
+    which ignores the repeat) the system would search nothing, or not what it says."""
+    entry = AugmentedSystem(
+        **{"retriever": "bm25_flat", "augmentation": "untrained", "augment_docs": False, "augment_queries": True,
+           "query_repeat": 0, **changes}
+    )  # fmt: skip
+    params = edited(params, "augmented_systems", alone=entry)
+    if valid:
+        assert P.system(params, "alone").query_repeat == 0
+    else:
+        with pytest.raises(CoaugError, match=r"augmented_systems\.alone\.query_repeat: 0 \(the augmentation alone\)"):
+            P.system(params, "alone")

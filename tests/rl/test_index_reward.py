@@ -154,3 +154,38 @@ def test_a_document_rollout_is_rewarded_with_its_own_ranking(reward):
     assert doc_rewards[1] == pytest.approx(1 / np.log2(4))
     chose_first = np.mean(draw_joint_samples(layout, 64, np.random.default_rng(0))[:, 0] == 0)
     assert query_rewards[0] == pytest.approx(chose_first * 1.0 + (1 - chose_first) / np.log2(4))
+
+
+def test_with_query_repeat_0_a_rollout_is_rewarded_for_what_its_augmentation_finds_alone(reward):
+    """The augmentation alone is searched: one that matches nothing (a made-up word, or nothing at all) scores 0,
+    where with the original query beside it (query_repeat 1) it would keep the query's own ranking."""
+    alone = IndexReward(reward.index, QRELS, 0, {}, list(CORPUS), threads=1)
+    assert alone.query_text("breast cancer statin", "statin mortality") == "statin mortality"
+    layout = sampling_layout(np.array([0, 0, 0]), np.array([0]), np.array([2]), np.array([0]))
+    rows = ["Q1", "Q1", "Q1"]
+    augmentations = ["statin mortality", "zorblax", ""]
+    columns = [alone.doc_text("D2", CORPUS["D2"], None)]
+    rng = np.random.default_rng(0)
+    with_query, _ = reward.rewards(
+        rows,
+        [reward.query_text("breast cancer statin", a) for a in augmentations],
+        columns,
+        layout,
+        ["D2"],
+        4,
+        rng,
+        10.0,
+    )
+    by_itself, _ = alone.rewards(
+        rows,
+        [alone.query_text("breast cancer statin", a) for a in augmentations],
+        columns,
+        layout,
+        ["D2"],
+        4,
+        rng,
+        10.0,
+    )
+    assert by_itself[1] == by_itself[2] == 0.0
+    assert by_itself[0] > 0.0
+    assert with_query[1] == with_query[2] > 0.0

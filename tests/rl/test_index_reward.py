@@ -165,27 +165,12 @@ def test_with_query_repeat_0_a_rollout_is_rewarded_for_what_its_augmentation_fin
     rows = ["Q1", "Q1", "Q1"]
     augmentations = ["statin mortality", "zorblax", ""]
     columns = [alone.doc_text("D2", CORPUS["D2"], None)]
-    rng = np.random.default_rng(0)
-    with_query, _ = reward.rewards(
-        rows,
-        [reward.query_text("breast cancer statin", a) for a in augmentations],
-        columns,
-        layout,
-        ["D2"],
-        4,
-        rng,
-        10.0,
-    )
-    by_itself, _ = alone.rewards(
-        rows,
-        [alone.query_text("breast cancer statin", a) for a in augmentations],
-        columns,
-        layout,
-        ["D2"],
-        4,
-        rng,
-        10.0,
-    )
+
+    def query_rewards(of: IndexReward) -> np.ndarray:
+        texts = [of.query_text("breast cancer statin", a) for a in augmentations]
+        return of.rewards(rows, texts, columns, layout, ["D2"], 4, np.random.default_rng(0), 10.0)[0]
+
+    with_query, by_itself = query_rewards(reward), query_rewards(alone)
     assert by_itself[1] == by_itself[2] == 0.0
     assert by_itself[0] > 0.0
     assert with_query[1] == with_query[2] > 0.0
